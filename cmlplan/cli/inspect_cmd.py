@@ -1,0 +1,137 @@
+"""`cmlplan show` and `cmlplan output`: what is recorded, and how to call each model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..engine.addresses import parse_address
+from ..engine.workspace import Workspace
+from ..errors import CmlplanError
+from ..plan import load_plan, plan_to_json, render_text
+from ..plan.style import color_enabled
+from ..values import mask
+from .options import chdir_option, json_option
+
+
+@click.command("show")
+@click.argument("plan_file", required=False, metavar="[PLAN_FILE]")
+@chdir_option
+@json_option
+def show_command(plan_file: str | None, chdir: str, as_json: bool) -> None:
+    """Show a saved plan, or (without one) every resource in the state.
+
+    \b
+    Examples:
+      cmlplan show
+      cmlplan show plan.json --json
+    """
+    if plan_file:
+        plan = load_plan(plan_file)
+        if as_json:
+            click.echo(plan_to_json(plan), nl=False)
+        else:
+            click.echo(render_text(plan, color=color_enabled(sys.stdout)), nl=False)
+        return
+    workspace = Workspace.open(chdir)
+    state = workspace.read_state()
+    if state is None:
+        if as_json:
+            click.echo(json.dumps({"resources": {}}))
+        else:
+            click.echo("No state: nothing has been applied in this workspace yet.")
+        return
+    resources = {a: {"kind": r.kind, "attributes": mask(r.attributes)} for a, r in sorted(state.resources.items())}
+    if as_json:
+        click.echo(json.dumps({"serial": state.serial, "lineage": state.lineage, "resources": resources}, indent=2))
+        return
+    click.echo(f"# state serial {state.serial}, lineage {state.lineage}")
+    for address, data in resources.items():
+        click.echo(f"\n# {address}")
+        for name, value in data["attributes"].items():
+            if name == "manifest":
+                value = f"({len(value)} files)"
+            click.echo(f"  {name} = {json.dumps(value, sort_keys=True) if not isinstance(value, str) else value}")
+
+
+def endpoints(workspace: Workspace) -> list[dict[str, Any]]:
+    """Per model: its endpoint, whether it needs an API key, and the key files on disk."""
+    state = workspace.read_state()
+    if state is None:
+        return []
+    proxy = next((r for r in state.resources.values() if r.kind == "proxy"), None)
+    host = (proxy.attributes.get("host") if proxy else None) or "127.0.0.1"
+    port = (proxy.attributes.get("port") if proxy else None) or 8787
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/model"
+    found = []
+    for address, resource in sorted(state.resources.items()):
+        if resource.kind != "model":
+            continue
+        attributes = resource.attributes
+        found.append(
+            {
+                "address": address,
+                "url": url,
+                "authentication": bool(attributes.get("authentication")),
+                "access_key_file": str(workspace.keys.path_for(address)),
+                "access_key_fingerprint": attributes.get("access_key_fingerprint"),
+                "example_input": (attributes.get("examples") or [{}])[0].get("input", {}),
+            }
+        )
+    return found
+
+
+@click.command("output")
+@click.argument("address", required=False)
+@click.option("-raw", "--raw", "raw", is_flag=True, help="print the plaintext key of ADDR (model or apikey)")
+@click.option("-o", "--output-file", "output_file", metavar="FILE", help="with -raw: write the key to FILE (mode 0600)")
+@chdir_option
+@json_option
+def output_command(address: str | None, raw: bool, output_file: str | None, chdir: str, as_json: bool) -> None:
+    """Show each model's endpoint and a ready curl command (keys masked unless -raw).
+
+    \b
+    Examples:
+      cmlplan output
+      cmlplan output -raw apikey.alice-ci -o ~/.alice.key
+    """
+    workspace = Workspace.open(chdir)
+    if raw:
+        if not address:
+            raise CmlplanError("-raw needs an address, e.g. cmlplan output -raw model.iris/petal-width")
+        key = workspace.keys.read(str(parse_address(address)))
+        if key is None:
+            raise CmlplanError(f"{address}: no key file at {workspace.keys.path_for(str(parse_address(address)))}")
+        if output_file:
+            descriptor = os.open(output_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(key + "\n")
+            os.chmod(output_file, 0o600)
+            click.echo(f"Wrote the key of {address} to {output_file} (mode 0600).")
+        else:
+            click.echo(key)
+        return
+    models = endpoints(workspace)
+    if address:
+        models = [m for m in models if m["address"] == str(parse_address(address))]
+        if not models:
+            raise CmlplanError(f"{address}: no such model in the state")
+    if as_json:
+        click.echo(json.dumps({"models": models}, indent=2))
+        return
+    if not models:
+        click.echo("No models deployed yet.")
+        return
+    for model in models:
+        body = json.dumps({"accessKey": "$ACCESS_KEY", "request": model["example_input"]}).replace('"', '\\"')
+        click.echo(f"{model['address']}")
+        click.echo(f"  endpoint: {model['url']}")
+        click.echo(f"  access key: {model['access_key_fingerprint'] or '?'}… (file {model['access_key_file']})")
+        auth = ' -H "Authorization: Bearer $API_KEY"' if model["authentication"] else ""
+        click.echo(f"  ACCESS_KEY=$(cat {model['access_key_file']})")
+        click.echo(f'  curl -s{auth} -d "{body}" {model["url"]}')
+        click.echo("")

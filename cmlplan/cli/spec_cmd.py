@@ -1,0 +1,63 @@
+"""`cmlplan validate` and `cmlplan schema`: check specs, print the spec format."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import CmlplanError
+from ..specs import SpecError, load_config
+from ..specs.reference import render_reference
+from ..specs.schema import spec_schema
+from .options import chdir_option, json_option
+
+
+@click.command("validate")
+@chdir_option
+@json_option
+def validate_command(chdir: str, as_json: bool) -> int:
+    """Check every spec file in the folder; each problem is one line with file:line:column.
+
+    \b
+    Examples:
+      cmlplan validate
+      cmlplan validate -C examples/iris --json
+    """
+    try:
+        config = load_config(chdir)
+    except SpecError as exc:
+        if as_json:
+            click.echo(json.dumps({"valid": False, "errors": exc.problems}, indent=2))
+            return 1
+        raise
+    addresses = sorted(config.resources)
+    if as_json:
+        click.echo(json.dumps({"valid": True, "workspace": config.workspace.name, "resources": addresses}, indent=2))
+    else:
+        click.echo(f"Success! {len(addresses)} resource(s) in workspace {config.workspace.name!r} are valid.")
+    return 0
+
+
+@click.command("schema")
+@click.option("-reference", "--reference", "reference", is_flag=True, help="print docs/specs.md (Markdown) instead")
+@click.option("-plan", "--plan", "plan", is_flag=True, help="print the JSON Schema of `plan --json` output")
+def schema_command(reference: bool, plan: bool) -> None:
+    """Print the JSON Schema of the spec format (for editors and CI checks).
+
+    \b
+    Examples:
+      cmlplan schema > schemas/spec-v1.json
+      cmlplan schema -plan > schemas/plan-v1.json
+      cmlplan schema -reference > docs/specs.md
+    """
+    if reference and plan:
+        raise CmlplanError("choose one of -reference and -plan")
+    if reference:
+        click.echo(render_reference(), nl=False)
+    elif plan:
+        from ..plan.schema import plan_schema
+
+        click.echo(json.dumps(plan_schema(), indent=2))
+    else:
+        click.echo(json.dumps(spec_schema(), indent=2))

@@ -1,0 +1,278 @@
+"""Planning: specs (desired) vs state (prior) vs provider.read (live) -> changes with reasons.
+
+Planning never writes: it reads state, reads the live world and asks providers what they would
+set. The result keeps what apply needs (the graph, each node's refreshed attributes) beside the
+Plan that people and machines read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import __version__
+from ..dag import CycleError, Graph
+from ..errors import CmlplanError
+from ..plan import Action, Drift, Plan, ResourceChange, decide_action
+from ..providers.base import PlanRequest, Provider, ReadRequest, ResourceRef
+from ..specs.common import Lifecycle
+from ..state.document import StateDocument
+from ..values import UNKNOWN
+from .addresses import kind_of, model_of, parse_address
+from .desired import LOGICAL, Node, desired_world
+
+KIND_ORDER = {"registry": 0, "project": 1, "apikey": 2, "model": 3, "build": 4, "deployment": 5, "proxy": 6}
+
+
+class PlanError(CmlplanError):
+    """The plan cannot be made as asked (bad -target, prevent_destroy, a cycle)."""
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    destroy: bool = False
+    refresh: bool = True
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+
+
+@dataclass
+class PlannedRun:
+    """A Plan plus what apply needs to carry it out."""
+
+    plan: Plan
+    document: StateDocument  # the state planned against (new and unsaved when there was none)
+    nodes: dict[str, Node]
+    current: dict[str, dict[str, Any] | None]  # refreshed attributes by address
+    providers_of: dict[str, str]  # address -> provider name
+    dependencies: dict[str, tuple[str, ...]]  # new dependencies of each address
+    prior_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+async def make_plan(
+    *,
+    config: Any,
+    state: StateDocument,
+    state_exists: bool,
+    providers: Mapping[str, Provider],
+    provider_name: str,
+    options: PlanOptions,
+    specs_hash: str,
+    workspace_id: str,
+    environ: Mapping[str, str] | None = None,
+) -> PlannedRun:
+    document = state
+    world = (
+        desired_world(config, state, document.salt, provider_name, environ) if not options.destroy else None
+    )
+    nodes = world.nodes if world else {}
+    prior = document.resources
+    addresses = set(nodes) | set(prior)
+    desired_models = {a for a, n in nodes.items() if n.kind == "model"}
+
+    dependencies: dict[str, tuple[str, ...]] = {}
+    graph: Graph[str] = Graph()
+    for address in addresses:
+        graph.add_node(address)
+    for address in addresses:
+        deps = nodes[address].dependencies if address in nodes else tuple(prior[address].dependencies)
+        dependencies[address] = tuple(d for d in deps if d in addresses)
+        for dep in dependencies[address]:
+            graph.add_edge(address, dep)
+    try:
+        order = graph.topological_order()
+    except CycleError as exc:
+        raise PlanError(f"dependency cycle: {exc}") from None
+
+    replace = _replace_targets(options.replace, addresses)
+    selected = _selected(graph, options.targets, addresses)
+
+    providers_of = {a: (nodes[a].provider if a in nodes else prior[a].provider) for a in addresses}
+    for address in selected:
+        if providers_of[address] not in providers:
+            raise PlanError(
+                f"{address}: recorded with provider {providers_of[address]!r}, which is not configured"
+            )
+    current = await _refresh(prior, selected, providers, providers_of, options.refresh)
+
+    known: dict[str, dict[str, Any] | None] = {a: current.get(a) for a in addresses}
+    changes: list[ResourceChange] = []
+    drift: list[Drift] = []
+    for address in order:
+        if address not in selected:
+            continue
+        node = nodes.get(address)
+        kind = node.kind if node else prior[address].kind
+        prior_attributes = dict(prior[address].attributes) if address in prior else None
+        now = current.get(address)
+        if node is not None:
+            desired = node.compute(known)
+            if kind == "deployment":
+                desired = {**desired, "deployment_id": (now or {}).get("deployment_id", UNKNOWN)}
+        elif kind == "build" and model_of(address) in desired_models and now is not None:
+            desired = now  # an earlier build, kept for rollback until `cmlplan gc`
+        else:
+            desired = None
+        provider = providers[providers_of[address]]
+        result = await provider.plan(PlanRequest(address=address, kind=kind, current=now, desired=desired))
+        lifecycle = node.lifecycle if node else Lifecycle()
+        drifted = prior_attributes is not None and now != prior_attributes
+        decision = decide_action(
+            current=now,
+            planned=result.planned,
+            in_state=prior_attributes is not None,
+            requires_replace=result.requires_replace,
+            create_before_destroy=result.create_before_destroy,
+            replace_requested=address in replace,
+            ignore_changes=lifecycle.ignore_changes,
+            drifted=drifted
+            and result.planned is not None
+            and _same(prior_attributes, result.planned, lifecycle),
+            destroying=options.destroy,
+        )
+        planned = result.planned
+        fresh = decision.action in (Action.REPLACE, Action.CREATE_THEN_DELETE, Action.CREATE)
+        if planned is not None and fresh and kind == "deployment":
+            planned = {**planned, "deployment_id": UNKNOWN}
+        known[address] = planned if decision.action is not Action.DELETE else None
+        if (
+            decision.action in (Action.DELETE, Action.REPLACE, Action.CREATE_THEN_DELETE)
+            and lifecycle.prevent_destroy
+        ):
+            raise PlanError(
+                f"{address}: lifecycle.prevent_destroy is set, but this plan would destroy it"
+                f" ({decision.action.value}); remove prevent_destroy first if that is really wanted"
+            )
+        changes.append(
+            ResourceChange(
+                address=address,
+                kind=kind,
+                action=decision.action,
+                reason=decision.reason,
+                before=now,
+                after=planned if decision.action is not Action.DELETE else None,
+                replace_paths=decision.replace_paths,
+                dependencies=dependencies[address],
+                notes=node.notes if node and decision.action is Action.CREATE else (),
+                ignored_paths=lifecycle.ignore_changes,
+            )
+        )
+        if options.refresh and prior_attributes is not None and now != prior_attributes:
+            drift.append(Drift(address, kind, prior_attributes, now))
+
+    changes.sort(key=lambda c: (KIND_ORDER.get(c.kind, 9), c.address))
+    drift.sort(key=lambda d: (KIND_ORDER.get(d.kind, 9), d.address))
+    plan = Plan(
+        changes=tuple(changes),
+        drift=tuple(drift),
+        workspace_id=workspace_id,
+        lineage=state.lineage if state_exists else None,
+        serial=state.serial if state_exists else None,
+        specs_hash=specs_hash,
+        destroy=options.destroy,
+        refresh=options.refresh,
+        targets=options.targets,
+        replace=options.replace,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        cmlplan_version=__version__,
+        warnings=tuple(world.warnings if world else ()),
+    )
+    return PlannedRun(
+        plan=plan,
+        document=document,
+        nodes=nodes,
+        current=current,
+        providers_of=providers_of,
+        dependencies=dependencies,
+        prior_dependencies={a: tuple(r.dependencies) for a, r in prior.items()},
+    )
+
+
+def _same(prior: dict[str, Any] | None, planned: dict[str, Any], lifecycle: Lifecycle) -> bool:
+    """Whether the specs still ask for what was last applied (so a change is drift alone)."""
+    return (
+        decide_action(
+            current=prior, planned=planned, in_state=True, ignore_changes=lifecycle.ignore_changes
+        ).action
+        is Action.NOOP
+    )
+
+
+def _replace_targets(requested: Sequence[str], addresses: set[str]) -> set[str]:
+    found = set()
+    for text in requested:
+        address = parse_address(text)
+        if address.attribute not in (None, "access_key"):
+            raise PlanError(
+                f"-replace {text}: only .access_key may follow an address (to regenerate a model's key)"
+            )
+        if address.attribute == "access_key" and address.kind != "model":
+            raise PlanError(f"-replace {text}: .access_key belongs to model addresses")
+        if str(address) not in addresses:
+            raise PlanError(f"-replace {text}: no such resource in the specs or the state")
+        found.add(str(address))
+    return found
+
+
+def _selected(graph: Graph[str], targets: Sequence[str], addresses: set[str]) -> set[str]:
+    if not targets:
+        return set(addresses)
+    chosen = []
+    for text in targets:
+        address = str(parse_address(text))
+        if address not in addresses:
+            raise PlanError(f"-target {text}: no such resource in the specs or the state")
+        chosen.append(address)
+    return set(graph.ancestors(chosen))
+
+
+async def _refresh(
+    prior: Mapping[str, Any],
+    selected: set[str],
+    providers: Mapping[str, Provider],
+    providers_of: Mapping[str, str],
+    refresh: bool,
+) -> dict[str, dict[str, Any] | None]:
+    current: dict[str, dict[str, Any] | None] = {}
+    by_provider: dict[str, list[ResourceRef]] = {}
+    for address, resource in prior.items():
+        if address not in selected:
+            continue
+        attributes = dict(resource.attributes)
+        current[address] = attributes
+        if refresh and providers_of[address] != LOGICAL:
+            by_provider.setdefault(providers_of[address], []).append(
+                ResourceRef(address=address, kind=resource.kind, attributes=attributes)
+            )
+    for name, refs in by_provider.items():
+        result = await providers[name].read(ReadRequest(resources=tuple(refs)))
+        for address, live in result.live.items():
+            if address in current:
+                current[address] = live
+    return current
+
+
+def specs_fingerprint(files: Sequence[str]) -> str:
+    """A hash of the spec files' bytes, so a saved plan can tell the specs moved."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(os.path.basename(path).encode() + b"\0")
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()
+
+
+__all__ = [
+    "KIND_ORDER",
+    "PlanError",
+    "PlanOptions",
+    "PlannedRun",
+    "kind_of",
+    "make_plan",
+    "specs_fingerprint",
+]

@@ -1,0 +1,184 @@
+"""A workspace opened from a spec folder: its config, state backend, providers and key folder.
+
+This is the engine's front door for the CLI: plan, apply and destroy read top to bottom here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CmlplanError
+from ..plan import Action, Plan
+from ..plan.jsonformat import plan_to_dict
+from ..providers.base import Provider, ProviderContext
+from ..providers.logical import LogicalProvider
+from ..providers.registry import create_provider
+from ..specs import Config, load_config
+from ..state.document import StateDocument
+from ..state.file import FileBackend
+from ..state.lock import LockInfo
+from .applier import ApplyReport, apply_run
+from .desired import LOGICAL
+from .events import ApplyEvents
+from .keys import KeyFolder
+from .planner import PlannedRun, PlanOptions, make_plan, specs_fingerprint
+
+
+class StalePlanError(CmlplanError):
+    """A saved plan that no longer matches the state or the specs."""
+
+
+@dataclass
+class Workspace:
+    directory: Path
+    config: Config
+    backend: FileBackend
+    environ: Mapping[str, str]
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str] = ".", environ: Mapping[str, str] | None = None) -> Workspace:
+        folder = Path(directory).resolve()
+        config = load_config(directory)
+        state_path = Path(config.workspace_spec.state.path)
+        if not state_path.is_absolute():
+            state_path = folder / state_path
+        return cls(folder, config, FileBackend(state_path), os.environ if environ is None else environ)
+
+    @property
+    def name(self) -> str:
+        return self.config.workspace.name
+
+    @property
+    def provider_name(self) -> str:
+        return self.config.workspace_spec.provider
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / ".cmlplan"
+
+    @property
+    def keys(self) -> KeyFolder:
+        return KeyFolder(self.data_dir / "keys")
+
+    def read_state(self) -> StateDocument | None:
+        return self.backend.read()
+
+    def specs_hash(self) -> str:
+        return specs_fingerprint(self.config.files)
+
+    def context(self, state: StateDocument) -> ProviderContext:
+        return ProviderContext(
+            workspace_id=self.name,
+            spec_dir=str(self.directory),
+            data_dir=str(self.data_dir),
+            salt=state.salt,
+            settings=self.config.workspace_spec.model_dump(mode="json"),
+        )
+
+    def providers(self, state: StateDocument, names: set[str] | None = None) -> dict[str, Provider]:
+        """The logical provider plus the workspace's own (and any other named in state)."""
+        context = self.context(state)
+        wanted = {self.provider_name} | (names or set())
+        wanted.discard(LOGICAL)
+        found: dict[str, Provider] = {LOGICAL: LogicalProvider(context)}
+        for name in sorted(wanted):
+            found[name] = create_provider(name, context)
+        return found
+
+    async def plan(self, options: PlanOptions, state: StateDocument | None) -> tuple[PlannedRun, dict[str, Provider]]:
+        document = state if state is not None else StateDocument.new(self.name)
+        recorded = {r.provider for r in document.resources.values()}
+        providers = self.providers(document, recorded)
+        try:
+            run = await make_plan(
+                config=self.config,
+                state=document,
+                state_exists=state is not None,
+                providers=providers,
+                provider_name=self.provider_name,
+                options=options,
+                specs_hash=self.specs_hash(),
+                workspace_id=self.name,
+                environ=self.environ,
+            )
+        except BaseException:
+            await _close(providers)
+            raise
+        return run, providers
+
+    @contextmanager
+    def locked(self, operation: str, wait: float = 0.0) -> Iterator[LockInfo]:
+        with self.backend.lock(LockInfo.create(operation), wait=wait) as info:
+            yield info
+
+    async def apply(
+        self,
+        run: PlannedRun,
+        providers: dict[str, Provider],
+        events: ApplyEvents,
+        parallelism: int = 10,
+        stop: asyncio.Event | None = None,
+    ) -> ApplyReport:
+        """Carry out a plan made against ``state`` (the caller holds the lock)."""
+        document = run.document
+
+        def save(doc: StateDocument) -> StateDocument:
+            written = self.backend.write(doc)
+            doc.serial = written.serial
+            return written
+
+        try:
+            return await apply_run(run, document, providers, save, events, self.keys, parallelism, stop)
+        finally:
+            await _close(providers)
+
+
+def check_saved_plan(saved: Plan, fresh: Plan, state: StateDocument | None, specs_hash: str) -> None:
+    """Refuse a saved plan made against another state, older specs, or a world that moved since."""
+    lineage = state.lineage if state else None
+    serial = state.serial if state else None
+    if saved.lineage != lineage:
+        if saved.lineage is None:
+            raise StalePlanError("the saved plan was made when there was no state, but state exists now; plan again")
+        raise StalePlanError(
+            f"the saved plan was made against another state (lineage {saved.lineage}, this state is {lineage})"
+        )
+    if saved.serial != serial:
+        raise StalePlanError(
+            f"the saved plan is stale: state serial was {saved.serial} when it was made and is {serial} now; plan again"
+        )
+    if saved.specs_hash != specs_hash:
+        raise StalePlanError("the specs changed since the plan was saved; plan again")
+    before = _actions(saved)
+    after = _actions(fresh)
+    if before != after:
+        moved = sorted(set(before.items()) ^ set(after.items()))
+        address = moved[0][0] if moved else "?"
+        raise StalePlanError(
+            f"the live world changed since the plan was saved ({address}: planned {before.get(address, 'nothing')},"
+            f" now {after.get(address, 'nothing')}); plan again"
+        )
+    for change in fresh.changes:
+        old = saved.change_for(change.address)
+        if old is not None and plan_to_dict_change(old) != plan_to_dict_change(change):
+            raise StalePlanError(f"{change.address} would now change differently than the saved plan says; plan again")
+
+
+def plan_to_dict_change(change: object) -> object:
+    plan = Plan(changes=(change,))  # type: ignore[arg-type]
+    entry = plan_to_dict(plan)["resource_changes"][0]
+    return {"action": entry["action"], "after": entry["after"]}
+
+
+def _actions(plan: Plan) -> dict[str, str]:
+    return {c.address: c.action.value for c in plan.changes if c.action is not Action.NOOP}
+
+
+async def _close(providers: dict[str, Provider]) -> None:
+    for provider in providers.values():
+        await provider.close()

@@ -1,0 +1,205 @@
+"""The routing table: loaded from the provider's JSON file, validated, looked up by key hash.
+
+A table is immutable once built; a reload builds a whole new one and the proxy swaps it in one
+assignment. Replica objects are reused by URL and pools by model address, so busy state, waiting
+lines and pooled connections survive a reload. Validation happens entirely before any pool is
+touched, so a bad file leaves the running table as it was.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .pool import Pool, Replica
+
+SUPPORTED_VERSION = 1
+
+
+class RoutesError(Exception):
+    """The routing file is unreadable or invalid; the message is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    user: str
+    expires_at: float | None  # wall-clock epoch seconds; None never expires
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    address: str
+    project: str
+    name: str
+    authentication: bool
+    stopped: bool
+    deployment_id: int | None
+    pool: Pool
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    generation: int
+    salt: str
+    busy_timeout: float
+    request_timeout: float
+    max_request_bytes: int
+    models: dict[str, ModelRoute]
+    api_keys: dict[str, ApiKey]
+    projects: dict[str, dict[str, str]]
+
+    def key_hash(self, key: str) -> str:
+        return hashlib.sha256((self.salt + key).encode()).hexdigest()
+
+    def find_model(self, access_key: str) -> ModelRoute | None:
+        return self.models.get(self.key_hash(access_key))
+
+    def find_api_key(self, api_key: str) -> ApiKey | None:
+        return self.api_keys.get(self.key_hash(api_key))
+
+    def is_collaborator(self, project: str, user: str) -> bool:
+        return user in self.projects.get(project, ())
+
+    def pools(self) -> list[Pool]:
+        return list({id(route.pool): route.pool for route in self.models.values()}.values())
+
+
+def load_table(path: Path, previous: RoutingTable | None = None) -> RoutingTable:
+    """Read and validate path; reuse pools and replicas of previous. Raises RoutesError."""
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise RoutesError(f"cannot read routes file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise RoutesError(f"routes file {path} is not valid JSON: {exc}") from exc
+    try:
+        return _build(document, previous)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RoutesError(f"routes file {path} is invalid: {_explain(exc)}") from exc
+
+
+def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
+    _require(isinstance(doc, dict), "top level must be an object")
+    _require(doc["version"] == SUPPORTED_VERSION, f"unsupported version {doc['version']!r}")
+    generation = _int(doc["generation"], "generation")
+    salt = doc["salt"]
+    _require(isinstance(salt, str), "salt must be a string")
+    proxy = _object(doc.get("proxy", {}), "proxy")
+    busy_timeout = _positive(proxy.get("busy_timeout", 30.0), "proxy.busy_timeout")
+    request_timeout = _positive(proxy.get("request_timeout", 30.0), "proxy.request_timeout")
+    max_request_bytes = _int(proxy.get("max_request_bytes", 5 * 1024 * 1024), "proxy.max_request_bytes")
+    _require(max_request_bytes > 0, "proxy.max_request_bytes must be positive")
+    specs = {h: _model_spec(h, m) for h, m in _object(doc.get("models", {}), "models").items()}
+    api_keys = {h: _api_key(h, k) for h, k in _object(doc.get("api_keys", {}), "api_keys").items()}
+    projects = {
+        name: dict(_object(members, f"projects.{name}"))
+        for name, members in _object(doc.get("projects", {}), "projects").items()
+    }
+    models = _bind(specs, previous)
+    return RoutingTable(
+        generation, salt, busy_timeout, request_timeout, max_request_bytes, models, api_keys, projects
+    )
+
+
+def _model_spec(key_hash: str, raw: Any) -> dict[str, Any]:
+    where = f"models.{key_hash[:12]}"
+    model = _object(raw, where)
+    replicas = model.get("replicas", [])
+    _require(isinstance(replicas, list), f"{where}.replicas must be a list")
+    pairs = []
+    for index, replica in enumerate(replicas):
+        replica = _object(replica, f"{where}.replicas[{index}]")
+        url = _str(replica["url"], f"{where}.replicas[{index}].url").rstrip("/")
+        _require(url.startswith("http://"), f"{where}.replicas[{index}].url must start with http://")
+        pairs.append((_str(replica["id"], f"{where}.replicas[{index}].id"), url))
+    deployment_id = model.get("deployment_id")
+    return {
+        "address": _str(model["address"], f"{where}.address"),
+        "project": _str(model["project"], f"{where}.project"),
+        "name": _str(model["name"], f"{where}.name"),
+        "authentication": _bool(model.get("authentication", True), f"{where}.authentication"),
+        "stopped": _bool(model.get("stopped", False), f"{where}.stopped"),
+        "deployment_id": None if deployment_id is None else _int(deployment_id, f"{where}.deployment_id"),
+        "replicas": pairs,
+    }
+
+
+def _api_key(key_hash: str, raw: Any) -> ApiKey:
+    where = f"api_keys.{key_hash[:12]}"
+    key = _object(raw, where)
+    expires = key.get("expires_at")
+    expires_at = None
+    if expires is not None:
+        moment = datetime.fromisoformat(_str(expires, f"{where}.expires_at"))
+        _require(moment.tzinfo is not None, f"{where}.expires_at must carry a UTC offset")
+        expires_at = moment.timestamp()
+    return ApiKey(_str(key["name"], f"{where}.name"), _str(key["user"], f"{where}.user"), expires_at)
+
+
+def _bind(specs: dict[str, dict[str, Any]], previous: RoutingTable | None) -> dict[str, ModelRoute]:
+    """Attach pools and replicas, reusing the previous table's objects. Only runs on a valid file."""
+    old_pools = {pool.address: pool for pool in previous.pools()} if previous else {}
+    old_replicas = {r.url: r for pool in old_pools.values() for r in pool.replicas}
+    pools: dict[str, Pool] = {}
+    replicas: dict[str, Replica] = {}
+    models = {}
+    for key_hash, spec in specs.items():
+        address = spec["address"]
+        if address not in pools:
+            members = []
+            for replica_id, url in spec["replicas"]:
+                replica = replicas.get(url) or old_replicas.get(url) or Replica(replica_id, url)
+                replica.id = replica_id
+                replicas[url] = replica
+                members.append(replica)
+            pool = old_pools.get(address) or Pool(address)
+            pools[address] = pool
+            pool.set_replicas(tuple(members))
+        fields = {k: v for k, v in spec.items() if k != "replicas"}
+        models[key_hash] = ModelRoute(pool=pools[address], **fields)
+    for address, pool in old_pools.items():
+        if address not in pools:
+            pool.close()
+    return models
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    _require(isinstance(value, dict), f"{where} must be an object")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    _require(isinstance(value, str) and value != "", f"{where} must be a non-empty string")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    _require(isinstance(value, bool), f"{where} must be true or false")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool), f"{where} must be an integer")
+    return value
+
+
+def _positive(value: Any, where: str) -> float:
+    _require(
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0,
+        f"{where} must be a positive number",
+    )
+    return float(value)

@@ -1,0 +1,65 @@
+"""Entry point: ``python -m cmlplan.serving.replica --source DIR --file F --function FN ...``.
+
+Exit codes: 3 when the model cannot be loaded (one line on stderr says why; uvicorn also uses 3
+when it cannot bind the port). On SIGTERM, uvicorn's graceful shutdown lets an in-flight
+prediction finish (up to GRACEFUL_SHUTDOWN_SECONDS) before the process exits.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from .app import ReplicaApp
+from .limits import limit_memory
+from .loader import ModelLoadError, load_model
+from .worker import PredictionWorker
+
+LOAD_FAILURE_EXIT = 3
+GRACEFUL_SHUTDOWN_SECONDS = 35
+# Longer than the proxy's keep-alive, so the proxy never reuses a connection the replica just closed.
+KEEP_ALIVE_SECONDS = 120
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m cmlplan.serving.replica", description=__doc__)
+    parser.add_argument("--source", required=True, type=Path, help="project source dir (becomes the cwd)")
+    parser.add_argument("--file", required=True, help="model file, relative to --source")
+    parser.add_argument("--function", required=True, help="function called with the request value")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--replica-id", required=True)
+    parser.add_argument("--memory-bytes", type=int, default=None, help="RLIMIT_DATA for the whole process")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    worker = PredictionWorker()  # its thread stack is mapped before the memory limit applies
+    if args.memory_bytes is not None:
+        limit_memory(args.memory_bytes)
+    try:
+        predict = load_model(args.source, args.file, args.function)
+    except ModelLoadError as exc:
+        print(f"cmlplan replica {args.replica_id}: cannot load model: {exc}", file=sys.stderr, flush=True)
+        sys.exit(LOAD_FAILURE_EXIT)
+    config = uvicorn.Config(
+        ReplicaApp(predict, args.replica_id, worker),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

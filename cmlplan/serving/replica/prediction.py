@@ -1,0 +1,48 @@
+"""One prediction, from request bytes to response bytes, run on the worker thread.
+
+Parsing, the model call and JSON encoding all happen off the event loop, so a large payload or a
+slow ``json.dumps`` never delays /healthz. The success body is encoded exactly once here and the
+proxy passes it through to the client unchanged.
+"""
+
+import json
+import logging
+import uuid
+
+from .loader import ModelFunction
+
+log = logging.getLogger("cmlplan.replica")
+
+Reply = tuple[int, bytes]
+
+
+def predict_reply(predict: ModelFunction, raw_body: bytes, replica_id: str) -> Reply:
+    """Run the model on the JSON request and return (HTTP status, JSON body). Never raises."""
+    prediction_id = str(uuid.uuid4())
+    try:
+        args = json.loads(raw_body)
+    except ValueError as exc:
+        return 400, _error("request.invalid", f"body is not valid JSON: {exc}", replica_id, prediction_id)
+    try:
+        value = predict(args)
+    except BaseException as exc:  # a model calling sys.exit() must not take the replica down
+        log.error("prediction %s failed", prediction_id, exc_info=exc)
+        return 500, _error("model.exception", _describe(exc), replica_id, prediction_id)
+    try:
+        body = json.dumps(
+            {"success": True, "response": value, "ReplicaID": replica_id, "uuid": prediction_id}
+        )
+    except (TypeError, ValueError, RecursionError) as exc:
+        message = f"{type(exc).__name__}: the model's return value is not JSON serialisable: {exc}"
+        log.error("prediction %s returned a value that cannot be encoded: %s", prediction_id, exc)
+        return 500, _error("model.exception", message, replica_id, prediction_id)
+    return 200, body.encode()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _error(code: str, message: str, replica_id: str, prediction_id: str) -> bytes:
+    body = {"success": False, "errors": {code: message}, "ReplicaID": replica_id, "uuid": prediction_id}
+    return json.dumps(body).encode()

@@ -1,0 +1,71 @@
+"""One YAML document = one resource: the envelope every kind shares, and the parsed result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from .apikey import ApiKeySpec
+from .common import Lifecycle, Metadata
+from .model import ModelSpec
+from .project import ProjectSpec
+from .proxy import ProxySpec
+from .registry import ModelRegistrySpec
+from .workspace import WorkspaceSpec
+
+SPEC_BY_KIND: dict[str, type[BaseModel]] = {
+    "Workspace": WorkspaceSpec,
+    "Proxy": ProxySpec,
+    "ModelRegistry": ModelRegistrySpec,
+    "Project": ProjectSpec,
+    "ApiKey": ApiKeySpec,
+    "Model": ModelSpec,
+}
+
+ADDRESS_PREFIX = {
+    "Workspace": "workspace",
+    "Proxy": "proxy",
+    "ModelRegistry": "registry",
+    "Project": "project",
+    "ApiKey": "apikey",
+    "Model": "model",
+}
+
+ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec", "lifecycle")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a document came from, for error messages."""
+
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A validated document: kind, identity, spec and where it was written."""
+
+    kind: str
+    metadata: Metadata
+    spec: Any
+    lifecycle: Lifecycle
+    origin: Origin
+    base_dir: str = field(default=".", compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def address(self) -> str:
+        prefix = ADDRESS_PREFIX[self.kind]
+        if self.kind == "Model":
+            return f"{prefix}.{self.metadata.project}/{self.metadata.name}"
+        return f"{prefix}.{self.metadata.name}"

@@ -1,0 +1,86 @@
+"""Model: what to serve (a file + function, or a registered model version) and how to deploy it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from .common import ENV_REFERENCE, Name, StrictModel
+from .units import Size
+
+
+class RegisteredSource(StrictModel):
+    registry: Name = Field(description="a ModelRegistry in this configuration")
+    name: str = Field(description="registered model name")
+    version: int = Field(ge=1, description="registered model version")
+
+
+class Source(StrictModel):
+    path: str = Field(".", description="source root, relative to the spec file's folder")
+    file: str | None = Field(None, description="the Python file, relative to the source root (e.g. predict.py)")
+    function: str | None = Field(
+        None, description="the function called with the request", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
+    registered: RegisteredSource | None = Field(None, description="serve a registered model version instead")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        if self.registered is not None:
+            if self.file or self.function:
+                raise ValueError("give file + function, or registered, not both")
+        elif not (self.file and self.function):
+            raise ValueError("give both file and function (or registered)")
+        return self
+
+
+class Runtime(StrictModel):
+    python: str = Field("3.11", pattern=r"^3\.\d+$", description="Python version, e.g. 3.11")
+    requirements: str | None = Field(
+        None, description="requirements file, relative to the source root; pin versions for reproducible builds"
+    )
+
+
+class Build(StrictModel):
+    script: str | None = Field(
+        None, description="script run in the build's environment after dependencies (CML's cdsw-build.sh)"
+    )
+
+
+class Example(StrictModel):
+    input: Any = Field(description="a request the model must answer before a rollout goes live")
+    output: Any = Field(None, description="the expected response; when given, a rollout checks it")
+
+
+class Deployment(StrictModel):
+    replicas: int = Field(1, ge=1, description="replicas, each serving one request at a time")
+    cpu: float = Field(1.0, gt=0, le=64, description="CPU cores per replica")
+    memory: Size = Field(2 * 1024**3, gt=0, description="memory per replica (e.g. 2Gi)")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment variables; ${env:NAME} reads the caller's environment"
+    )
+    build: int | None = Field(None, ge=1, description="pin a build number (rollback); default: the latest")
+    stopped: bool = Field(False, description="stop every replica; calls answer 503")
+
+    @model_validator(mode="after")
+    def _env_names(self) -> Deployment:
+        for key in self.env:
+            if not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "a").isalnum():
+                raise ValueError(f"env name {key!r} is not a valid variable name")
+        return self
+
+
+class ModelSpec(StrictModel):
+    description: str = Field("", description="what the model does")
+    source: Source = Field(description="what to serve")
+    runtime: Runtime = Field(default_factory=Runtime, description="Python version and dependencies")
+    build: Build = Field(default_factory=Build, description="build options")
+    authentication: bool = Field(True, description="require an API key (Authorization: Bearer) besides the access key")
+    examples: tuple[Example, ...] = Field((), description="example requests checked on every rollout")
+    deployment: Deployment = Field(default_factory=Deployment, description="how the model is served")
+
+
+def env_reference(value: str) -> str | None:
+    """The variable name when ``value`` is an ${env:NAME} reference, else None."""
+    match = ENV_REFERENCE.match(value)
+    return match.group(1) if match else None

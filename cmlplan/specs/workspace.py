@@ -1,0 +1,59 @@
+"""Workspace: which provider runs everything, where state lives, and workspace-wide defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .common import Name, StrictModel
+from .units import Duration
+
+MAX_REPLICAS_CEILING = 199
+
+
+class User(StrictModel):
+    name: Name
+    email: str | None = Field(None, description="contact address, informational")
+
+
+class StateSettings(StrictModel):
+    backend: Literal["file"] = Field("file", description="where state is kept: file (default)")
+    path: str = Field(".cmlplan/state.json", description="state file path, relative to the spec folder")
+
+
+class Limits(StrictModel):
+    max_replicas: int = Field(
+        9, ge=1, le=MAX_REPLICAS_CEILING, description="most replicas a model may ask for (CML: 9, up to 199)"
+    )
+    api_key_max_expiry: Duration = Field(
+        365 * 86400, gt=0, description="longest expiry an ApiKey may ask for (default one year)"
+    )
+
+
+class DockerSettings(StrictModel):
+    base_image: str = Field("python:3.11-slim", description="image builds start from")
+    publish_host: str = Field("127.0.0.1", description="host address the proxy's port is published on")
+
+
+class WorkspaceSpec(StrictModel):
+    provider: Literal["local", "docker", "kubernetes"] = Field(
+        "local", description="what runs builds, replicas and the proxy"
+    )
+    state: StateSettings = Field(default_factory=StateSettings, description="state backend")
+    users: tuple[User, ...] = Field((), description="people who may own API keys and join projects")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment for every model; a model's own deployment.env wins; ${env:NAME} reads the caller's environment",
+    )
+    limits: Limits = Field(default_factory=Limits, description="caps on what specs may ask for")
+    docker: DockerSettings = Field(default_factory=DockerSettings, description="docker provider settings")
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> WorkspaceSpec:
+        seen: set[str] = set()
+        for user in self.users:
+            if user.name in seen:
+                raise ValueError(f"user {user.name!r} is listed twice")
+            seen.add(user.name)
+        return self

@@ -1,0 +1,74 @@
+"""Reading YAML with positions: ruamel.yaml keeps line and column on every mapping and sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .document import Origin
+from .errors import SpecError
+
+
+def spec_files(directory: Path) -> list[Path]:
+    """Every *.yaml / *.yml directly in ``directory``, in a stable order."""
+    if not directory.is_dir():
+        raise SpecError([f"{directory}: not a folder of spec files"])
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return files
+
+
+def load_documents(path: Path, display: str) -> Iterator[tuple[Any, Origin]]:
+    """Each YAML document of a file with where it starts; a syntax error names its position."""
+    yaml = YAML(typ="rt")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{display}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except OSError as exc:
+        raise SpecError([f"{display}: cannot read ({exc.strerror})"]) from None
+    try:
+        documents = list(yaml.load_all(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        raise SpecError([f"{where}: invalid YAML: {problem}"]) from None
+    except (YAMLError, ValueError, TypeError, RecursionError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError([f"{display}: invalid YAML: {first_line}"]) from None
+    for document in documents:
+        if document is None:
+            continue
+        yield document, position(document, (), display)
+
+
+def position(root: Any, path: Sequence[str | int], display: str) -> Origin:
+    """The best known position of ``path`` inside ``root``: the deepest node that has one."""
+    node = root
+    line, column = _own_position(root)
+    for step in path:
+        try:
+            if isinstance(step, int) and isinstance(node, list):
+                if hasattr(node, "lc") and step < len(node):
+                    line, column = node.lc.item(step)
+                node = node[step]
+            elif isinstance(node, dict) and step in node:
+                if hasattr(node, "lc"):
+                    line, column = node.lc.key(step)
+                node = node[step]
+            else:
+                break
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    return Origin(display, line + 1, column + 1)
+
+
+def _own_position(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    if lc is not None and lc.line is not None:
+        return lc.line, lc.col or 0
+    return 0, 0

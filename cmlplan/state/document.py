@@ -1,0 +1,183 @@
+"""The state document: what cmlplan believes exists, written after every change.
+
+Like Terraform's state it carries a ``lineage`` (fixed when the state is born) and a ``serial``
+(bumped on every write) so a backend can refuse to overwrite newer or unrelated state. Secrets are
+never stored: callers keep ``hash_secret`` digests salted with ``salt``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from cmlplan import __version__
+from cmlplan.errors import CmlplanError
+
+FORMAT_VERSION = 1
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_PATH_PARTS = 8  # deeper error paths (in nested attributes) are cut so the message stays short
+
+
+class StateError(CmlplanError):
+    """The state (file, lock or backend) cannot be used; the message names the file."""
+
+
+def _is_uuid(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ValueError("must be a UUID") from None  # pydantic turns this into an error naming the field
+    return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+Lineage = Annotated[str, AfterValidator(_is_uuid)]
+HexSalt = Annotated[str, Field(pattern=r"^[0-9a-f]{32,}$")]
+
+
+class _Model(BaseModel):
+    # Unknown fields are refused: a new field means a new format_version.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ResourceState(_Model):
+    """One managed object as last applied."""
+
+    kind: str
+    provider: str
+    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+    dependencies: list[str] = Field(default_factory=list)
+    created_at: AwareDatetime = Field(default_factory=_now)
+    updated_at: AwareDatetime = Field(default_factory=_now)
+
+
+class BuildRecord(_Model):
+    """One build of a model, kept so deployments can name ``build.<model>#<number>``."""
+
+    number: int = Field(ge=1)
+    hash: str
+    created_at: AwareDatetime = Field(default_factory=_now)
+    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class StateDocument(_Model):
+    """The whole state of one workspace; mutate it with the helpers, persist it via a backend."""
+
+    format_version: Literal[1] = FORMAT_VERSION
+    serial: int = Field(default=0, ge=0)
+    lineage: Lineage
+    cmlplan_version: str = __version__
+    workspace_id: str
+    salt: HexSalt
+    resources: dict[str, ResourceState] = Field(default_factory=dict)
+    builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def new(cls, workspace_id: str) -> StateDocument:
+        """A fresh state: new lineage, serial 0, a random salt for key hashes."""
+        return cls(lineage=str(uuid.uuid4()), workspace_id=workspace_id, salt=secrets.token_hex(16))
+
+    def next_id(self, counter: str) -> int:
+        """Hand out the next id of ``counter`` (1, 2, ...); ids are never reused, even after deletes."""
+        value = self.counters.get(counter, 1)
+        self.counters[counter] = value + 1
+        return value
+
+    def set_resource(self, address: str, resource: ResourceState) -> None:
+        """Record ``resource`` at ``address``, replacing what was there."""
+        self.resources[address] = resource
+
+    def remove_resource(self, address: str) -> ResourceState | None:
+        """Forget ``address``; returns what was recorded, or None if nothing was."""
+        return self.resources.pop(address, None)
+
+    def add_build(self, model_address: str, record: BuildRecord) -> None:
+        """Append a build of ``model_address``."""
+        self.builds.setdefault(model_address, []).append(record)
+
+    def to_json(self) -> str:
+        """Deterministic JSON (sorted keys, indent 2, trailing newline) so state diffs stay readable.
+
+        ASCII-only, so any string that parsed (even a lone surrogate escape) can be written back.
+        """
+        data = self.model_dump(mode="json")
+        return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str) -> StateDocument:
+        """Parse state read from ``source``; any problem is a one-line ``StateError`` naming it."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise StateError(f"state file {source} is not UTF-8 text (byte {exc.start})") from None
+        data = _load_json(text, source)
+        if not isinstance(data, dict):
+            raise StateError(f"state file {source} must hold a JSON object, found {_json_type(data)}")
+        version = data.get("format_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise StateError(
+                f"state file {source} was written by a newer cmlplan (format {version}); "
+                f"this cmlplan reads format {FORMAT_VERSION}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise StateError(f"state file {source} is invalid: {_describe(exc)}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"state file {source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    except RecursionError:
+        raise StateError(f"state file {source} is not valid state (JSON nested too deeply)") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer with thousands of digits
+        reason = "a number has too many digits" if "digits" in str(exc) else _one_line(str(exc))
+        raise StateError(f"state file {source} is not valid JSON ({reason})") from None
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first error as ``path: message`` (e.g. ``resources['model.a/b'].kind``), plus a count of the rest."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    loc = first["loc"]
+    path = ""
+    for part in loc[:_MAX_PATH_PARTS]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _IDENTIFIER.fullmatch(part):
+            path += f".{part}" if path else part
+        else:
+            path += f"[{part!r}]"
+    if len(loc) > _MAX_PATH_PARTS:
+        path += "..."
+    rest = len(errors) - 1
+    more = f" (and {rest} more {'problem' if rest == 1 else 'problems'})" if rest else ""
+    return _one_line(f"{path or 'top level'}: {first['msg']}{more}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
