@@ -134,9 +134,12 @@ async def make_plan(
             destroying=options.destroy,
         )
         planned = result.planned
-        fresh = decision.action in (Action.REPLACE, Action.CREATE_THEN_DELETE, Action.CREATE)
-        if planned is not None and fresh and kind == "deployment":
-            planned = {**planned, "deployment_id": UNKNOWN}
+        if decision.action in (Action.REPLACE, Action.CREATE_THEN_DELETE) and desired is not None:
+            # a replacement is a new object: plan it as one, so computed values show as unknown
+            if kind == "deployment":
+                desired = {**desired, "deployment_id": UNKNOWN}
+            fresh = await provider.plan(PlanRequest(address=address, kind=kind, current=None, desired=desired))
+            planned = fresh.planned
         known[address] = planned if decision.action is not Action.DELETE else None
         if (
             decision.action in (Action.DELETE, Action.REPLACE, Action.CREATE_THEN_DELETE)

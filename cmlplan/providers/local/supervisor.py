@@ -108,6 +108,7 @@ class Supervisor:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=self.directory,
+                    env=_daemon_env(),
                     timeout=self.start_timeout,
                     check=False,
                 )
@@ -485,3 +486,10 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1] if lines else ""
+
+
+def _daemon_env() -> dict[str, str]:
+    """supervisord's own environment, which every program inherits: the essentials, nothing of the
+    caller's (so no secret and no setting of an earlier deployment leaks into a replica)."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    return {k: os.environ[k] for k in keep if k in os.environ}
