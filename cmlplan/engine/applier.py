@@ -123,7 +123,7 @@ async def apply_run(
         async with write_lock:
             if outcome.attributes is None:
                 document.remove_resource(address)
-                if change.kind == "model":
+                if change.kind in ("model", "apikey"):
                     keys.remove(address)
             else:
                 _record(document, address, change.kind, run.providers_of[address], outcome.attributes, run.dependencies.get(address, ()))
