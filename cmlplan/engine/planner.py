@@ -7,6 +7,7 @@ Plan that people and machines read.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 from .. import __version__
 from ..dag import CycleError, Graph
 from ..errors import CmlplanError
-from ..plan import Action, Drift, Plan, ResourceChange, decide_action
+from ..plan import Action, ActionReason, Drift, Plan, ResourceChange, decide_action
 from ..providers.base import PlanRequest, Provider, ReadRequest, ResourceRef
 from ..specs.common import Lifecycle
 from ..state.document import StateDocument
@@ -133,6 +134,8 @@ async def make_plan(
             and _same(prior_attributes, result.planned, lifecycle),
             destroying=options.destroy,
         )
+        if kind == "build" and decision.action is Action.CREATE and _rebuild(node):
+            decision = dataclasses.replace(decision, reason=ActionReason.CREATE_BECAUSE_NEW_BUILD)
         planned = result.planned
         if decision.action in (Action.REPLACE, Action.CREATE_THEN_DELETE) and desired is not None:
             # a replacement is a new object: plan it as one, so computed values show as unknown
@@ -194,8 +197,21 @@ async def make_plan(
     )
 
 
+def _rebuild(node: Node | None) -> bool:
+    """A build that follows an earlier one of the same model (its notes compare the two)."""
+    return node is not None and bool(node.notes) and not node.notes[0].startswith("first build")
+
+
 def _same(prior: dict[str, Any] | None, planned: dict[str, Any], lifecycle: Lifecycle) -> bool:
-    """Whether the specs still ask for what was last applied (so a change is drift alone)."""
+    """Whether the specs still ask for what was last applied (so a change is drift alone).
+
+    A value the provider plans as unknown (computed by apply, e.g. a deployment's processes) is
+    not something the specs ask for, so it is left out of the comparison.
+    """
+    unknown = {key for key, value in planned.items() if value == UNKNOWN}
+    if prior is not None and unknown:
+        prior = {k: v for k, v in prior.items() if k not in unknown}
+        planned = {k: v for k, v in planned.items() if k not in unknown}
     return (
         decide_action(
             current=prior, planned=planned, in_state=True, ignore_changes=lifecycle.ignore_changes

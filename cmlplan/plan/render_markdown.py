@@ -26,5 +26,16 @@ def render_markdown(plan: Plan) -> str:
     if plan.drift:
         lines.append("")
         lines.append(f"**{len(plan.drift)} resource(s) changed outside cmlplan.**")
-    lines += ["", "<details><summary>Full plan</summary>", "", "```diff", render_text(plan).rstrip(), "```", "", "</details>", ""]
+    body = [_diff_line(line) for line in render_text(plan).rstrip().splitlines()]
+    lines += ["", "<details><summary>Full plan</summary>", "", "```diff", *body, "```", "", "</details>", ""]
     return "\n".join(lines)
+
+
+def _diff_line(line: str) -> str:
+    """Put the change symbol in column one, where a ```diff block colours it."""
+    stripped = line.lstrip()
+    indent = line[: len(line) - len(stripped)]
+    for symbol, marker in (("-/+ ", "!"), ("+/- ", "!"), ("+ ", "+"), ("- ", "-"), ("~ ", "!")):
+        if stripped.startswith(symbol):
+            return marker + indent + stripped[len(symbol) - 1 :]
+    return " " + line

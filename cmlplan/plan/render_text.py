@@ -101,7 +101,9 @@ def _diff_lines(diffs: list[AttributeChange], replace_paths: tuple[str, ...], st
 
 
 def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict) and value:
+    if prefix == "manifest" and isinstance(value, dict):
+        yield prefix, f"({len(value)} file{'s' if len(value) != 1 else ''}; see notes)"
+    elif isinstance(value, dict) and value:
         for key in value:
             yield from _leaves(value[key], f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(value, list) and value and any(isinstance(v, dict | list) for v in value):

@@ -90,6 +90,8 @@ class LocalProvider:
             return PlanResult(planned=planned, requires_replace=("hash",))
         if request.kind == "deployment":
             planned["processes"] = current.get("processes", UNKNOWN) if request.current else UNKNOWN
+            if request.current and not _replicas_complete(current, planned):
+                planned["processes"] = UNKNOWN  # replicas vanished outside cmlplan: apply starts them again
             return PlanResult(
                 planned=planned, requires_replace=DEPLOYMENT_REPLACE_PATHS, create_before_destroy=True
             )
@@ -365,6 +367,15 @@ def _live_processes(attributes: Attributes, programs: dict[str, ProgramState]) -
             continue
         observed.append({**process, "pid": state.pid})
     return {**attributes, "processes": observed}
+
+
+def _replicas_complete(current: Attributes, planned: Attributes) -> bool:
+    """Whether the live processes are as many as the planned deployment runs."""
+    processes = current.get("processes")
+    if not isinstance(processes, list):
+        return True  # not known (e.g. no refresh): nothing to say
+    wanted = 0 if planned.get("stopped") else int(planned.get("replicas") or 0)
+    return len(processes) == wanted
 
 
 def _program_names(attributes: Attributes) -> list[str]:
