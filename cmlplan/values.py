@@ -17,7 +17,7 @@ def is_sensitive_key(key: str) -> bool:
 
 def mask(value: Any, key: str = "") -> Any:
     """A copy of ``value`` with sensitive entries masked, for output meant for people."""
-    if key and is_sensitive_key(key) and value not in (None, UNKNOWN):
+    if key and is_sensitive_key(key) and value not in (None, UNKNOWN, {}, []):
         return SENSITIVE
     if isinstance(value, dict):
         return {k: mask(v, str(k)) for k, v in value.items()}

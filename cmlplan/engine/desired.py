@@ -145,7 +145,7 @@ class _Builder:
             self.provider,
             deps,
             self._deployment_compute(resource, name, number, build_node),
-            resource.lifecycle,
+            _deployment_lifecycle(resource.lifecycle),
             secrets=self._deployment_secrets(resource),
         )
 
@@ -334,6 +334,13 @@ def build_notes(previous: dict[str, Any] | None, current: dict[str, Any]) -> lis
         if previous.get(key) != current.get(key):
             notes.append(f"{label}: {previous.get(key)} -> {current.get(key)}")
     return notes
+
+
+def _deployment_lifecycle(lifecycle: Lifecycle) -> Lifecycle:
+    """The Model's lifecycle as its deployment reads it: ignore_changes `deployment.replicas` names
+    the deployment's own `replicas` attribute."""
+    paths = tuple(path.removeprefix("deployment.") for path in lifecycle.ignore_changes)
+    return lifecycle.model_copy(update={"ignore_changes": paths})
 
 
 def _lines(entry: dict[str, Any]) -> str:

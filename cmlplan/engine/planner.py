@@ -70,6 +70,8 @@ async def make_plan(
         desired_world(config, state, document.salt, provider_name, environ) if not options.destroy else None
     )
     nodes = world.nodes if world else {}
+    # destroy builds no nodes, but the specs' lifecycle rules (prevent_destroy) still hold
+    spec_lifecycles = _spec_lifecycles(config) if options.destroy else {}
     prior = document.resources
     addresses = set(nodes) | set(prior)
     desired_models = {a for a, n in nodes.items() if n.kind == "model"}
@@ -119,7 +121,7 @@ async def make_plan(
             desired = None
         provider = providers[providers_of[address]]
         result = await provider.plan(PlanRequest(address=address, kind=kind, current=now, desired=desired))
-        lifecycle = node.lifecycle if node else Lifecycle()
+        lifecycle = node.lifecycle if node else spec_lifecycles.get(address, Lifecycle())
         drifted = prior_attributes is not None and now != prior_attributes
         decision = decide_action(
             current=now,
@@ -145,7 +147,7 @@ async def make_plan(
             planned = fresh.planned
         known[address] = planned if decision.action is not Action.DELETE else None
         if (
-            decision.action in (Action.DELETE, Action.REPLACE, Action.CREATE_THEN_DELETE)
+            decision.action in (Action.DELETE, Action.REPLACE)
             and lifecycle.prevent_destroy
         ):
             raise PlanError(
@@ -195,6 +197,16 @@ async def make_plan(
         dependencies=dependencies,
         prior_dependencies={a: tuple(r.dependencies) for a, r in prior.items()},
     )
+
+
+def _spec_lifecycles(config: Any) -> dict[str, Lifecycle]:
+    """Lifecycle rules by address, as the desired nodes would carry them (a Model's also cover its deployment)."""
+    found: dict[str, Lifecycle] = {}
+    for address, resource in config.resources.items():
+        found[address] = resource.lifecycle
+        if resource.kind == "Model":
+            found["deployment." + address.split(".", 1)[1]] = resource.lifecycle
+    return found
 
 
 def _rebuild(node: Node | None) -> bool:

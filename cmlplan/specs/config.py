@@ -46,7 +46,7 @@ def check_config(
             continue
         previous = by_address.get(resource.address)
         if previous is not None:
-            problems.append(f"{resource.origin}: duplicate {resource.address}; first defined at {previous.origin}")
+            problems.append(f"{resource.where('metadata', 'name')}: duplicate {resource.address}; first defined at {previous.origin}")
             continue
         by_address[resource.address] = resource
     if not workspaces:
@@ -64,25 +64,25 @@ def check_config(
             for user in spec.collaborators:
                 if user not in users:
                     problems.append(
-                        f"{resource.origin}: {resource.address}: collaborator {user!r} is not a Workspace user"
+                        f"{resource.where('spec', 'collaborators', user)}: {resource.address}: spec.collaborators.{user}: {user!r} is not a Workspace user"
                         f"{did_you_mean(user, users)}"
                     )
         elif resource.kind == "ApiKey":
             key: ApiKeySpec = resource.spec
             if key.user not in users:
                 problems.append(
-                    f"{resource.origin}: {resource.address}: user {key.user!r} is not a Workspace user"
+                    f"{resource.where('spec', 'user')}: {resource.address}: spec.user: {key.user!r} is not a Workspace user"
                     f"{did_you_mean(key.user, users)}"
                 )
             cap = workspace.limits.api_key_max_expiry
             if key.expires_in is not None and key.expires_in > cap:
                 problems.append(
-                    f"{resource.origin}: {resource.address}: expires_in is longer than the Workspace allows"
+                    f"{resource.where('spec', 'expires_in')}: {resource.address}: spec.expires_in is longer than the Workspace allows"
                     f" ({key.expires_in / 86400:g}d > {cap / 86400:g}d)"
                 )
             if key.expires_at is not None and (key.expires_at - datetime.now(UTC)).total_seconds() > cap:
                 problems.append(
-                    f"{resource.origin}: {resource.address}: expires_at is further away than the Workspace allows"
+                    f"{resource.where('spec', 'expires_at')}: {resource.address}: spec.expires_at is further away than the Workspace allows"
                     f" ({cap / 86400:g}d)"
                 )
         elif resource.kind == "Model":
@@ -90,19 +90,19 @@ def check_config(
             project = resource.metadata.project
             if project not in projects:
                 problems.append(
-                    f"{resource.origin}: {resource.address}: project {project!r} is not defined"
+                    f"{resource.where('metadata', 'project')}: {resource.address}: metadata.project: {project!r} is not defined"
                     f"{did_you_mean(str(project), projects)}"
                 )
             registered = model.source.registered
             if registered is not None and registered.registry not in registries:
                 problems.append(
-                    f"{resource.origin}: {resource.address}: registry {registered.registry!r} is not defined"
+                    f"{resource.where('spec', 'source', 'registered', 'registry')}: {resource.address}: spec.source.registered.registry: {registered.registry!r} is not defined"
                     f"{did_you_mean(registered.registry, registries)}"
                 )
             limit = workspace.limits.max_replicas
             if model.deployment.replicas > limit:
                 problems.append(
-                    f"{resource.origin}: {resource.address}: deployment.replicas {model.deployment.replicas}"
+                    f"{resource.where('spec', 'deployment', 'replicas')}: {resource.address}: spec.deployment.replicas: {model.deployment.replicas}"
                     f" is over the Workspace limit of {limit} (raise limits.max_replicas, up to 199)"
                 )
     if problems:

@@ -58,6 +58,15 @@ class Resource:
     lifecycle: Lifecycle
     origin: Origin
     base_dir: str = field(default=".", compare=False)
+    raw: Any = field(default=None, compare=False, repr=False)  # the YAML node, for positions of fields
+
+    def where(self, *path: str | int) -> Origin:
+        """file:line:column of a field of this document (the document's start if unknown)."""
+        if self.raw is None:
+            return self.origin
+        from .yamlsource import position
+
+        return position(self.raw, path, self.origin.file)
 
     @property
     def name(self) -> str:

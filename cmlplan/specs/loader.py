@@ -86,7 +86,7 @@ def _resource(document: Any, origin: Origin, display: str, problems: list[str], 
             problems.append(f"{where}: {label}: metadata.project is only for Models")
     if len(problems) > before or metadata is None or spec is None or lifecycle is None:
         return None
-    return Resource(kind, metadata, spec, lifecycle, origin, base_dir)
+    return Resource(kind, metadata, spec, lifecycle, origin, base_dir, document)
 
 
 def _name_hint(document: dict[str, Any]) -> str:

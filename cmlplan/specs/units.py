@@ -56,7 +56,9 @@ def format_duration(seconds: float) -> str:
     for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= factor and seconds % factor == 0:
             return f"{int(seconds // factor)}{unit}"
-    return f"{seconds:g}s"
+    # never exponent notation ("1e+06s" would not parse back): 1000000s, 0.25s
+    text = str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+    return f"{text}s"
 
 
 def format_size(size: int) -> str:

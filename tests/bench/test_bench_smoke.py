@@ -1,0 +1,32 @@
+"""Smoke runs of the benchmarks: they start, finish and print their ratio lines. No timing asserts."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 120
+
+
+def run_bench(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_plan_scale_smoke():
+    result = run_bench("bench/plan_scale.py", "--sizes", "20,40", "--apply-budget", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ratio 40/20 models (total):" in result.stdout, result.stdout
+    assert "target: 20 models no-op plan" in result.stdout, result.stdout
+
+
+@pytest.mark.slow
+def test_serving_smoke():
+    result = run_bench("bench/serving.py", "--quick", "--duration", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "ratio add-numbers: proxy(1 replica)/direct p50 @c1:" in out, out
+    assert "ratio iris: proxy(1 replica)/direct p50 @c1:" in out, out
+    assert "ratio iris: proxy(2 replicas)" in out, out
+    assert "mlflow not installed: reference skipped" in out or "mlflow serve" in out, out

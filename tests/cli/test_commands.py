@@ -1,0 +1,230 @@
+"""The `cmlplan` command end to end (FakeProvider as the local provider), through main() as users run it."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cmlplan.cli.main import cli, main
+from cmlplan.state.file import FileBackend
+from cmlplan.state.lock import FileLock, LockInfo
+
+MODEL = "model.numbers/add"
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+def cmlplan(*args: str, input: str | None = None) -> Outcome:
+    """Run `cmlplan ARGS` in click's CliRunner isolation; a bug's exception propagates (fails the test)."""
+    runner = CliRunner()
+    with runner.isolation(input=input, env={"NO_COLOR": "1", "FORCE_COLOR": None}) as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+@pytest.fixture
+def ws(add_numbers: Path, fake) -> str:  # type: ignore[no-untyped-def]
+    return str(add_numbers)
+
+
+def _commands() -> list[list[str]]:
+    found = []
+    for name, command in cli.commands.items():
+        if hasattr(command, "commands"):
+            found += [[name, sub] for sub in command.commands]
+        found.append([name])
+    return found
+
+
+@pytest.mark.parametrize("words", _commands(), ids=" ".join)
+def test_every_command_has_help_with_an_example(words: list[str]) -> None:
+    result = cmlplan(*words, "--help")
+    assert result.code == 0, result
+    assert "Example" in result.out
+
+
+def test_validate_ok(ws: str) -> None:
+    result = cmlplan("validate", "-C", ws)
+    assert result.code == 0
+    assert result.out == "Success! 3 resource(s) in workspace 'add-numbers-demo' are valid.\n"
+    data = json.loads(cmlplan("validate", "-C", ws, "--json").out)
+    assert data == {"valid": True, "workspace": "add-numbers-demo", "resources": [MODEL, "project.numbers", "proxy.default"]}
+
+
+def test_validate_errors_one_line_each_without_traceback(ws: str) -> None:
+    spec = Path(ws) / "cmlplan.yaml"
+    spec.write_text(spec.read_text().replace("replicas: 2", "repilcas: 2").replace("kind: Project", "kind: Projet"))
+    result = cmlplan("validate", "-C", ws)
+    assert result.code == 1 and result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 2, lines
+    assert all(line.startswith("Error: ") and "cmlplan.yaml:" in line for line in lines)
+    assert "did you mean 'replicas'?" in result.err and "did you mean 'Project'?" in result.err
+    assert "Traceback" not in result.err
+    data = json.loads(cmlplan("validate", "-C", ws, "--json").out)
+    assert data["valid"] is False and len(data["errors"]) == 2
+
+
+def test_plan_detailed_exitcode_then_apply(ws: str) -> None:
+    first = cmlplan("plan", "-C", ws, "-detailed-exitcode")
+    assert first.code == 2, first
+    assert "Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy." in first.out
+    applied = cmlplan("apply", "-C", ws, "-auto-approve")
+    assert applied.code == 0, applied
+    assert "Apply complete! Resources: 5 added, 0 changed, 0 replaced, 0 destroyed." in applied.out
+    again = cmlplan("plan", "-C", ws, "-detailed-exitcode")
+    assert again.code == 0 and "No changes." in again.out
+
+
+def test_plan_formats(ws: str) -> None:
+    markdown = cmlplan("plan", "-C", ws, "-format", "markdown").out
+    assert "| | resource | action | why |" in markdown
+    data = json.loads(cmlplan("plan", "-C", ws, "--json").out)
+    assert data["summary"] == {"add": 5, "change": 0, "replace": 0, "destroy": 0}
+
+
+def test_apply_without_auto_approve_on_a_pipe_fails_clearly(ws: str, fake) -> None:  # type: ignore[no-untyped-def]
+    result = cmlplan("apply", "-C", ws, input="yes\n")
+    assert result.code == 1
+    assert "Error: apply needs -auto-approve when no one can answer (stdin is not a terminal)" in result.err
+    assert fake.world == {} and FileBackend(Path(ws) / ".cmlplan" / "state.json").read() is None
+
+
+def test_saved_plan_applies_once(ws: str, tmp_path: Path) -> None:
+    plan_file = str(tmp_path / "plan.json")
+    made = cmlplan("plan", "-C", ws, "-out", plan_file)
+    assert made.code == 0 and f"Saved the plan to {plan_file}" in made.out
+    shown = cmlplan("show", plan_file)
+    assert shown.code == 0 and "Plan: 5 to add" in shown.out
+    applied = cmlplan("apply", "-C", ws, plan_file)
+    assert applied.code == 0, applied
+    assert "Apply complete!" in applied.out
+    stale = cmlplan("apply", "-C", ws, plan_file)
+    assert stale.code == 1
+    assert stale.err == "Error: the saved plan was made when there was no state, but state exists now; plan again\n"
+    assert "Traceback" not in stale.err
+
+
+def test_a_stale_saved_plan_is_refused_after_another_apply(ws: str, tmp_path: Path) -> None:
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    spec = Path(ws) / "cmlplan.yaml"
+    spec.write_text(spec.read_text().replace("replicas: 2", "replicas: 3"))
+    plan_file = str(tmp_path / "plan.json")
+    assert cmlplan("plan", "-C", ws, "-out", plan_file).code == 0
+    assert cmlplan("apply", "-C", ws, plan_file).code == 0
+    again = cmlplan("apply", "-C", ws, plan_file)
+    assert again.code == 1 and "the saved plan is stale: state serial was 5 when it was made and is 6 now" in again.err
+
+
+def test_held_lock_blocks_apply_until_force_unlock(ws: str) -> None:
+    lock_path = FileBackend(Path(ws) / ".cmlplan" / "state.json").lock_path
+    holder = FileLock(lock_path, LockInfo.create("apply"))
+    info = holder.acquire()
+    try:
+        blocked = cmlplan("apply", "-C", ws, "-auto-approve")
+        assert blocked.code == 1
+        assert f"state is locked by {info.user}@{info.host} pid {info.pid}" in blocked.err
+        assert f"cmlplan force-unlock {info.id}" in blocked.err
+        wrong = cmlplan("force-unlock", "-C", ws, "not-the-id")
+        assert wrong.code == 1 and "does not match" in wrong.err and lock_path.exists()
+        unlocked = cmlplan("force-unlock", "-C", ws, info.id)
+        assert unlocked.code == 0 and f"Lock {info.id} removed" in unlocked.out
+        assert not lock_path.exists()
+        assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    finally:
+        holder.release()
+
+
+def test_state_list_show_rm(ws: str) -> None:
+    assert cmlplan("state", "list", "-C", ws).code == 1  # no state yet
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    listed = cmlplan("state", "list", "-C", ws)
+    assert listed.out.splitlines() == ["build.numbers/add#1", "deployment.numbers/add", MODEL, "project.numbers", "proxy.default"]
+    shown = cmlplan("state", "show", "-C", ws, MODEL)
+    assert shown.code == 0 and "access_key_hash = \"(sensitive value)\"" in shown.out
+    data = json.loads(cmlplan("state", "show", "-C", ws, MODEL, "--json").out)
+    assert data["attributes"]["access_key_hash"] == "(sensitive value)"
+    missing = cmlplan("state", "show", "-C", ws, "project.nope")
+    assert missing.code == 1 and "project.nope: not in the state" in missing.err
+    removed = cmlplan("state", "rm", "-C", ws, "proxy.default")
+    assert removed.code == 0 and "Removed proxy.default from the state (nothing was destroyed)." in removed.out
+    assert "proxy.default" not in cmlplan("state", "list", "-C", ws).out
+    bad = cmlplan("state", "rm", "-C", ws, "not an address")
+    assert bad.code == 1 and "is not a resource address" in bad.err
+
+
+def test_output_and_raw_keys(ws: str, tmp_path: Path) -> None:
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    key = (Path(ws) / ".cmlplan" / "keys" / "model.numbers_add").read_text()
+    listed = cmlplan("output", "-C", ws)
+    assert listed.code == 0 and MODEL in listed.out and key not in listed.out
+    assert "http://127.0.0.1:8788/model" in listed.out
+    raw = cmlplan("output", "-C", ws, "-raw", MODEL)
+    assert raw.code == 0 and raw.out == key + "\n"
+    target = tmp_path / "key.txt"
+    written = cmlplan("output", "-C", ws, "-raw", MODEL, "-o", str(target))
+    assert written.code == 0 and key not in written.out
+    assert target.read_text() == key + "\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert cmlplan("output", "-C", ws, "-raw").code == 1
+
+
+def test_show_state_and_json(ws: str) -> None:
+    assert "No state" in cmlplan("show", "-C", ws).out
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    shown = cmlplan("show", "-C", ws)
+    assert shown.code == 0 and "# deployment.numbers/add" in shown.out and "manifest = (3 files)" in shown.out
+    data = json.loads(cmlplan("show", "-C", ws, "--json").out)
+    assert data["serial"] == 5 and MODEL in data["resources"]
+
+
+def test_schema_command() -> None:
+    assert json.loads(cmlplan("schema").out)["$id"].endswith("spec-v1.json")
+    assert json.loads(cmlplan("schema", "-plan").out)["$id"].endswith("plan-v1.json")
+    assert cmlplan("schema", "-reference").out.startswith("# Spec reference")
+    both = cmlplan("schema", "-plan", "-reference")
+    assert both.code == 1 and "choose one" in both.err
+
+
+def test_corrupt_state_is_refused_and_kept(ws: str) -> None:
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    state = Path(ws) / ".cmlplan" / "state.json"
+    state.write_text('{"format_version": 1, "serial": ')
+    for words in (["plan"], ["apply", "-auto-approve"], ["state", "list"]):
+        result = cmlplan(*words, "-C", ws)
+        assert result.code == 1, words
+        assert "is not valid JSON" in result.err
+        assert f"the previous state is in {state}.backup" in result.err
+        assert len(result.err.splitlines()) == 1 and "Traceback" not in result.err
+    assert state.read_text() == '{"format_version": 1, "serial": '
+
+
+def test_destroy(ws: str, fake) -> None:  # type: ignore[no-untyped-def]
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    result = cmlplan("destroy", "-C", ws, "-auto-approve")
+    assert result.code == 0 and "Destroy complete! Resources: 0 added, 0 changed, 0 replaced, 5 destroyed." in result.out
+    assert fake.world == {}
+    assert not (Path(ws) / ".cmlplan" / "keys" / "model.numbers_add").exists()
+
+
+def test_failed_apply_exits_1_and_reports(ws: str, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.fail_on.add("build.numbers/add#1")
+    result = cmlplan("apply", "-C", ws, "-auto-approve")
+    assert result.code == 1
+    assert "Error: build.numbers/add#1: build.numbers/add#1: injected failure" in result.err
+    assert "Skipped deployment.numbers/add: it depends on build.numbers/add#1, which failed" in result.err
+    assert "Apply incomplete" in result.out

@@ -1,0 +1,89 @@
+"""Shared fixtures: the FakeProvider registered as the workspace's provider, and example workspaces."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cmlplan.providers import registry
+from cmlplan.providers.fake import FakeProvider
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    """One FakeProvider answering for provider ``local`` (the examples' provider) during the test."""
+    provider = FakeProvider()
+    previous = registry._FACTORIES.get("local")
+    registry.register_provider("local", lambda _context: provider)
+    try:
+        yield provider
+    finally:
+        if previous is None:
+            registry._FACTORIES.pop("local", None)
+        else:
+            registry._FACTORIES["local"] = previous
+
+
+@pytest.fixture
+def add_numbers(tmp_path: Path) -> Path:
+    """A private copy of examples/add-numbers (without any .cmlplan folder)."""
+    target = tmp_path / "add-numbers"
+    shutil.copytree(EXAMPLES / "add-numbers", target, ignore=shutil.ignore_patterns(".cmlplan", "__pycache__"))
+    return target
+
+
+class Engine:
+    """Plan and apply a spec folder through the Workspace, the way the CLI does (without the lock)."""
+
+    def __init__(self, directory: Path, environ: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.environ = environ if environ is not None else {}
+
+    def workspace(self):  # type: ignore[no-untyped-def]
+        from cmlplan.engine.workspace import Workspace
+
+        return Workspace.open(self.directory, environ=self.environ)
+
+    def plan(self, **options: object):  # type: ignore[no-untyped-def]
+        """The PlannedRun for these PlanOptions (providers closed)."""
+        import asyncio
+
+        from cmlplan.engine.planner import PlanOptions
+
+        async def go():  # type: ignore[no-untyped-def]
+            workspace = self.workspace()
+            run, providers = await workspace.plan(PlanOptions(**options), workspace.read_state())  # type: ignore[arg-type]
+            for provider in providers.values():
+                await provider.close()
+            return run
+
+        return asyncio.run(go())
+
+    def apply(self, stop_after_plan: bool = False, parallelism: int = 10, events=None, **options: object):  # type: ignore[no-untyped-def]
+        """Plan, then apply; returns (run, report)."""
+        import asyncio
+
+        from cmlplan.engine.events import SilentEvents
+        from cmlplan.engine.planner import PlanOptions
+
+        async def go():  # type: ignore[no-untyped-def]
+            workspace = self.workspace()
+            run, providers = await workspace.plan(PlanOptions(**options), workspace.read_state())  # type: ignore[arg-type]
+            stop = asyncio.Event()
+            if stop_after_plan:
+                stop.set()
+            report = await workspace.apply(run, providers, events or SilentEvents(), parallelism, stop)
+            return run, report
+
+        return asyncio.run(go())
+
+
+@pytest.fixture
+def engine(add_numbers: Path, fake: FakeProvider) -> Engine:
+    return Engine(add_numbers)

@@ -1,0 +1,128 @@
+"""Text and Markdown renderings of a plan: symbols, summary, masked secrets, colour."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from cmlplan.plan import Action, ActionReason, Drift, Plan, ResourceChange, render_markdown, render_text
+from cmlplan.plan.style import color_enabled
+
+HASH = "9f" * 32
+
+
+def _change(address: str, kind: str, action: Action, reason: ActionReason, before, after, **extra) -> ResourceChange:
+    return ResourceChange(address=address, kind=kind, action=action, reason=reason, before=before, after=after, **extra)
+
+
+@pytest.fixture
+def plan() -> Plan:
+    return Plan(
+        changes=(
+            _change("project.p", "project", Action.NOOP, ActionReason.NONE, {"description": "d"}, {"description": "d"}),
+            _change(
+                "apikey.ci", "apikey", Action.CREATE, ActionReason.CREATE_BECAUSE_NEW, None,
+                {"user": "alice", "key_hash": HASH, "key_fingerprint": "abcd1234"},
+            ),
+            _change(
+                "model.p/m", "model", Action.UPDATE, ActionReason.UPDATE_BECAUSE_SPEC_CHANGED,
+                {"description": "old", "access_key_hash": HASH, "name": "m"},
+                {"description": "new", "access_key_hash": HASH, "name": "m"},
+            ),
+            _change(
+                "build.p/m#2", "build", Action.CREATE, ActionReason.CREATE_BECAUSE_NEW_BUILD, None, {"hash": "h2"},
+                notes=("files: ~m.py (3 -> 4 lines)",),
+            ),
+            _change(
+                "deployment.p/m", "deployment", Action.CREATE_THEN_DELETE, ActionReason.REPLACE_BECAUSE_SOURCE_CHANGED,
+                {"build": 1, "replicas": 2}, {"build": 2, "replicas": 2}, replace_paths=("build",),
+            ),
+            _change(
+                "proxy.default", "proxy", Action.REPLACE, ActionReason.REPLACE_BECAUSE_CANNOT_UPDATE,
+                {"port": 1}, {"port": 2}, replace_paths=("port",),
+            ),
+            _change("deployment.p/old", "deployment", Action.DELETE, ActionReason.DELETE_BECAUSE_NO_SPEC, {"replicas": 1}, None),
+        ),
+        drift=(Drift("model.p/m", "model", {"description": "old", "access_key_hash": HASH}, {"description": "edited", "access_key_hash": HASH + "0"}),),
+    )
+
+
+def _line_starting(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_symbols_per_action(plan: Plan) -> None:
+    text = render_text(plan)
+    assert _line_starting(text, "  + apikey.ci")
+    assert _line_starting(text, "  ~ model.p/m")
+    assert _line_starting(text, "  +/- deployment.p/m")
+    assert _line_starting(text, "  -/+ proxy.default")
+    assert _line_starting(text, "  - deployment.p/old")
+    assert "project.p" not in text  # no-ops are not listed
+
+
+def test_reasons_notes_and_forced_paths(plan: Plan) -> None:
+    text = render_text(plan)
+    assert "# deployment.p/m will be replaced (the new one is created before the old one is destroyed), because it serves a new build" in text
+    assert "~ build = 1 -> 2  # forces replacement" in text
+    assert "~ port = 1 -> 2  # forces replacement" in text
+    assert "(1 unchanged attribute hidden)" in text
+    assert "# files: ~m.py (3 -> 4 lines)" in text
+    assert '~ description = "old" -> "new"' in text
+
+
+def test_summary_line(plan: Plan) -> None:
+    assert render_text(plan).rstrip().splitlines()[-1] == "Plan: 2 to add, 1 to change, 2 to replace, 1 to destroy."
+
+
+def test_sensitive_values_are_masked(plan: Plan) -> None:
+    text = render_text(plan) + render_markdown(plan)
+    assert HASH not in text and "abcd1234" not in text
+    assert "+ key_hash = (sensitive value)" in text
+    assert "+ key_fingerprint = (sensitive value)" in text
+
+
+def test_drift_section(plan: Plan) -> None:
+    text = render_text(plan)
+    assert text.startswith("Changed outside cmlplan")
+    assert '# model.p/m has changed\n      ~ description = "old" -> "edited"' in text
+
+
+def test_no_changes() -> None:
+    text = render_text(Plan(changes=()))
+    assert text == "No changes. The live world matches the specs.\n"
+    assert "**No changes.**" in render_markdown(Plan(changes=()))
+
+
+def test_colour_only_when_asked(plan: Plan) -> None:
+    assert "\x1b[" not in render_text(plan, color=False)
+    assert "\x1b[32m+\x1b[0m apikey.ci" in render_text(plan, color=True)
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_color_enabled_honours_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert color_enabled(_Tty()) is True
+    assert color_enabled(io.StringIO()) is False
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert color_enabled(_Tty()) is False
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert color_enabled(_Tty()) is False  # NO_COLOR wins
+    monkeypatch.delenv("NO_COLOR")
+    assert color_enabled(io.StringIO()) is True
+
+
+def test_markdown_table(plan: Plan) -> None:
+    text = render_markdown(plan)
+    assert "| | resource | action | why |" in text
+    assert "| `+/-` | `deployment.p/m` | create-then-delete | it serves a new build |" in text
+    assert "| `-` | `deployment.p/old` | delete | it is no longer in the specs |" in text
+    assert "**Plan: 2 to add, 1 to change, 2 to replace, 1 to destroy.**" in text
+    assert "**1 resource(s) changed outside cmlplan.**" in text
+    assert "```diff" in text and "<details>" in text
