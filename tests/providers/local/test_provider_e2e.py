@@ -56,6 +56,8 @@ def _assert_no_leak(ws: LiveWorkspace) -> None:
     assert scanned > 10
     for required in ("state.json", "run/routes.json", "supervisor/supervisord.log"):
         assert (ws.dir / ".cmlplan" / required).is_file(), required
+    for folder in ("supervisor/programs", "logs"):  # program confs hold the env; logs hold output
+        assert list((ws.dir / ".cmlplan" / folder).iterdir()), folder
     assert not hits, f"plaintext keys found in {hits}"
     for output in ws.outputs:
         for secret in ws.secrets:
