@@ -34,7 +34,7 @@ from ..base import (
 from ..routing import RoutingTable
 from ..source import FileEntry
 from .builds import BuildFailed, BuildOutcome, BuildRequest, LocalBuilder
-from .probes import ProbeFailed, check_example, wait_generation, wait_healthy
+from ..probes import ProbeFailed, check_example, wait_generation, wait_healthy
 from .supervisor import ProgramState, Supervisor
 
 HEALTH_TIMEOUT = 120.0
