@@ -515,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (background job)
     work = Path(tempfile.mkdtemp(prefix="cmlplan-bench-serving-"))
     (work / "logs").mkdir()
     procs = Processes(work / "logs")

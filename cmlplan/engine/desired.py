@@ -75,6 +75,9 @@ class _Builder:
         self.nodes: dict[str, Node] = {}
         self.warnings: list[str] = []
         self._manifests: dict[Path, dict[str, FileEntry]] = {}
+        self._history = _builds_by_model(state)
+        proxies = config.of_kind("Proxy")
+        self._proxy_spec: ProxySpec = proxies[0].spec if proxies else ProxySpec()
         self._excluded = {Path(f) for f in config.files}
 
     def run(self) -> None:
@@ -182,7 +185,7 @@ class _Builder:
             "build_script": spec.build.script,
             "manifest": {path: {"sha256": e.sha256, "size": e.size, "lines": e.lines} for path, e in manifest.items()},
         }
-        history = _builds_of(self.state, address)
+        history = self._history.get(address, {})
         pinned = spec.deployment.build
         existing = next((number for number, attrs in history.items() if attrs.get("hash") == digest), None)
         if pinned is not None:
@@ -194,7 +197,7 @@ class _Builder:
             return pinned, history[pinned]
         if existing is not None:
             return existing, history[existing]
-        number = _next_build_number(self.state, address)
+        number = _next_build_number(self.state, address, history)
         attributes["number"] = number
         previous = history[max(history)] if history else None
         self._add(
@@ -225,6 +228,8 @@ class _Builder:
             key: fp for key, value in env.items() if (fp := fingerprint_value(self.salt, value, f"{where}.{key}", self.environ))
         }
         address = resource.address
+        # Replicas stop a prediction that outlives the proxy's request_timeout, so they need it too.
+        request_timeout = self._proxy_spec.request_timeout
 
         def compute(known: Known) -> dict[str, Any]:
             model = known.get(address) or {}
@@ -239,6 +244,7 @@ class _Builder:
                 "replicas": spec.deployment.replicas,
                 "cpu": spec.deployment.cpu,
                 "memory": spec.deployment.memory,
+                "request_timeout": request_timeout,
                 "env": dict(sorted(env.items())),
                 "env_fingerprints": dict(sorted(fingerprints.items())),
                 "stopped": spec.deployment.stopped,
@@ -358,19 +364,19 @@ def _relative(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-def _builds_of(state: StateDocument | None, model: str) -> dict[int, dict[str, Any]]:
+def _builds_by_model(state: StateDocument | None) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every recorded build, by model address then number: one pass over the state."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
     if state is None:
-        return {}
-    found = {}
+        return found
     for address, resource in state.resources.items():
-        if resource.kind == "build" and model_of(address) == model:
-            found[int(address.rsplit("#", 1)[1])] = dict(resource.attributes)
+        if resource.kind == "build":
+            found.setdefault(model_of(address), {})[int(address.rsplit("#", 1)[1])] = resource.attributes
     return found
 
 
-def _next_build_number(state: StateDocument | None, model: str) -> int:
-    numbers = [0]
+def _next_build_number(state: StateDocument | None, model: str, history: dict[int, dict[str, Any]]) -> int:
+    numbers = [0, *history]
     if state is not None:
         numbers += [record.number for record in state.builds.get(model, [])]
-        numbers += list(_builds_of(state, model))
     return max(numbers) + 1

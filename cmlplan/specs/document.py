@@ -62,7 +62,7 @@ class Resource:
 
     def where(self, *path: str | int) -> Origin:
         """file:line:column of a field of this document (the document's start if unknown)."""
-        if self.raw is None:
+        if self.raw is None or not hasattr(self.raw, "lc"):
             return self.origin
         from .yamlsource import position
 

@@ -18,28 +18,38 @@ from .yamlsource import load_documents, position, spec_files
 
 
 def load_config(directory: str | os.PathLike[str] = ".") -> Config:
-    """Load and check every spec file in ``directory``; raise SpecError listing every problem."""
+    """Load and check every spec file in ``directory``; raise SpecError listing every problem.
+
+    Specs are parsed with libyaml first (fast: thousands of models in a second); only when
+    something is wrong are they parsed again with positions, so every problem names its line.
+    """
     folder = Path(directory)
-    problems: list[str] = []
-    resources: list[Resource] = []
     files = spec_files(folder)
     if not files:
         raise SpecError([f"{folder}: no *.yaml or *.yml spec files here"])
+    config, problems = _load(folder, files, fast=True)
+    if problems or config is None:
+        config, problems = _load(folder, files, fast=False)
+    if problems or config is None:
+        raise SpecError(problems)
+    return config
+
+
+def _load(folder: Path, files: list[Path], fast: bool) -> tuple[Config | None, list[str]]:
+    problems: list[str] = []
+    resources: list[Resource] = []
     for path in files:
         display = _display_path(path)
         try:
-            for document, origin in load_documents(path, display):
-                resource = _resource(document, origin, display, problems, str(path.parent))
+            for document, origin in load_documents(path, display, fast=fast):
+                resource = _resource(document, origin, display, problems, str(path.parent), keep_raw=not fast)
                 if resource is not None:
                     resources.append(resource)
         except SpecError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise SpecError(problems)
-    config, problems = check_config(resources, str(folder), tuple(str(p.resolve()) for p in files))
-    if problems:
-        raise SpecError(problems)
-    return config
+        return None, problems
+    return check_config(resources, str(folder), tuple(str(p.resolve()) for p in files))
 
 
 def _display_path(path: Path) -> str:
@@ -50,7 +60,9 @@ def _display_path(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
-def _resource(document: Any, origin: Origin, display: str, problems: list[str], base_dir: str) -> Resource | None:
+def _resource(
+    document: Any, origin: Origin, display: str, problems: list[str], base_dir: str, keep_raw: bool = True
+) -> Resource | None:
     if not isinstance(document, dict):
         problems.append(f"{origin}: a document must be a mapping with apiVersion, kind, metadata and spec")
         return None
@@ -65,7 +77,7 @@ def _resource(document: Any, origin: Origin, display: str, problems: list[str], 
         shown = "missing" if api_version is None else repr(api_version)
         problems.append(f"{where}: apiVersion {shown} is not supported; use {API_VERSION!r}")
     kind = document.get("kind")
-    if kind not in SPEC_BY_KIND:
+    if not isinstance(kind, str) or kind not in SPEC_BY_KIND:  # a list or mapping is unhashable
         where = position(document, ["kind"], display)
         shown = "missing" if kind is None else repr(kind)
         problems.append(
@@ -86,7 +98,7 @@ def _resource(document: Any, origin: Origin, display: str, problems: list[str], 
             problems.append(f"{where}: {label}: metadata.project is only for Models")
     if len(problems) > before or metadata is None or spec is None or lifecycle is None:
         return None
-    return Resource(kind, metadata, spec, lifecycle, origin, base_dir, document)
+    return Resource(kind, metadata, spec, lifecycle, origin, base_dir, document if keep_raw else None)
 
 
 def _name_hint(document: dict[str, Any]) -> str:
