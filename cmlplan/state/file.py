@@ -26,6 +26,7 @@ class FileBackend:
         self.path = Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.lock_path = self.path.with_suffix(".lock")
+        self._last_written: tuple[bytes, str, int] | None = None
 
     def describe(self) -> str:
         return f"local state file {self.path}"
@@ -58,6 +59,7 @@ class FileBackend:
             if previous is not None:
                 _atomic_write(self.backup_path, previous)
             _atomic_write(self.path, data)
+            self._last_written = (data, written.lineage, written.serial)
         except OSError as exc:
             intact = (
                 f"the previous state is intact at {self.path}"
@@ -90,18 +92,22 @@ class FileBackend:
             raise StateError(
                 f"cannot read state file {self.path} before writing it: {_reason(exc)}"
             ) from None
-        try:
-            current = StateDocument.from_json(raw, str(self.path))
-        except StateError as exc:
-            raise StateError(f"{exc}; refusing to overwrite it, {self._backup_hint()}") from None
-        if current.lineage != doc.lineage:
+        if self._last_written is not None and raw == self._last_written[0]:
+            lineage, serial = self._last_written[1:]  # what this backend wrote last: no need to parse it
+        else:
+            try:
+                current = StateDocument.from_json(raw, str(self.path))
+            except StateError as exc:
+                raise StateError(f"{exc}; refusing to overwrite it, {self._backup_hint()}") from None
+            lineage, serial = current.lineage, current.serial
+        if lineage != doc.lineage:
             raise StateError(
-                f"state file {self.path} belongs to another state (lineage {current.lineage}, "
+                f"state file {self.path} belongs to another state (lineage {lineage}, "
                 f"this run has {doc.lineage}); refusing to overwrite it"
             )
-        if current.serial > doc.serial:
+        if serial > doc.serial:
             raise StateError(
-                f"state file {self.path} changed since it was read (serial {current.serial} on disk, "
+                f"state file {self.path} changed since it was read (serial {serial} on disk, "
                 f"{doc.serial} in this run); refusing to overwrite it, re-run the command"
             )
         return raw
