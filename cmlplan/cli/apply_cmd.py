@@ -159,11 +159,19 @@ def _summarize(report: ApplyReport, operation: str, as_json: bool, style: Style)
     for address, cause in report.skipped.items():
         click.echo(f"Skipped {address}: it depends on {cause}, which failed", err=True)
     if report.not_started:
-        click.echo(f"Not started (interrupted): {', '.join(report.not_started)}", err=True)
+        why = "after the state write failed" if report.state_error else "interrupted"
+        click.echo(f"Not started ({why}): {', '.join(report.not_started)}", err=True)
+    if report.state_error:
+        saved = (
+            "The state write failed, so the last action done is not recorded; the state file holds"
+            " what was recorded before it. Fix the cause (disk space, permissions), then run again to converge."
+        )
+    else:
+        saved = "State is saved; run again to converge."
     click.echo(
         style(
             f"\n{operation.capitalize()} incomplete: {resources}; {len(report.failed)} failed,"
-            f" {len(report.skipped) + len(report.not_started)} not done. State is saved; run again to converge.",
+            f" {len(report.skipped) + len(report.not_started)} not done. {saved}",
             "red", "bold",
         )
     )

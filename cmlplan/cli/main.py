@@ -10,6 +10,7 @@ from .. import __version__
 from ..errors import CmlplanError
 from .apply_cmd import apply_command, destroy_command
 from .call_cmd import call_command
+from .gc_cmd import gc_command
 from .inspect_cmd import output_command, show_command
 from .plan_cmd import plan_command
 from .spec_cmd import schema_command, validate_command
@@ -40,6 +41,7 @@ for command in (
     show_command,
     output_command,
     call_command,
+    gc_command,
     schema_command,
     force_unlock_command,
     state_group,

@@ -17,7 +17,7 @@ from ..dag import Graph, walk
 from ..errors import CmlplanError
 from ..plan import Action
 from ..providers.base import ApplyRequest, PlanRequest, Provider
-from ..state.document import BuildRecord, ResourceState, StateDocument
+from ..state.document import BuildRecord, ResourceState, StateDocument, StateError
 from ..values import UNKNOWN
 from .addresses import model_of
 from .events import ApplyEvents
@@ -32,6 +32,7 @@ class ApplyReport:
     skipped: dict[str, str] = field(default_factory=dict)  # address -> the failure that blocked it
     not_started: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    state_error: str | None = None  # a state write failed: nothing new was started after it
 
     @property
     def ok(self) -> bool:
@@ -54,6 +55,9 @@ async def apply_run(
     known: dict[str, dict[str, Any] | None] = dict(run.current)
     write_lock = asyncio.Lock()
     report = ApplyReport()
+    # Set when a state write fails: what would be done after it could not be recorded (and would be
+    # left running, unknown to state), so nothing new starts; in-flight actions finish.
+    halt = asyncio.Event()
 
     for change in run.plan.changes:
         if not change.action.changes and change.before is not None and run.plan.refresh:
@@ -132,7 +136,13 @@ async def apply_run(
                         model_of(address),
                         BuildRecord(number=int(address.rsplit("#", 1)[1]), hash=str(outcome.attributes.get("hash"))),
                     )
-            save(document)
+            try:
+                save(document)
+            except StateError as exc:
+                report.state_error = report.state_error or str(exc)
+                halt.set()
+                events.failed(address, change.action.value, f"{change.action.value} done, but {exc}")
+                raise
         for name, secret in outcome.secrets.items():
             path = keys.write(address, secret)
             events.key_created(address, str(path), secret)
@@ -140,7 +150,12 @@ async def apply_run(
         report.done[address] = change.action.value
         events.finished(address, change.action.value, time.monotonic() - began)
 
-    result = await walk(graph, visit, parallelism=max(1, parallelism), stop=stop)
+    follow = asyncio.create_task(_follow(stop, halt)) if stop is not None else None
+    try:
+        result = await walk(graph, visit, parallelism=max(1, parallelism), stop=halt)
+    finally:
+        if follow is not None:
+            follow.cancel()
     for address, error in result.failed.items():
         report.failed[address] = str(error) if isinstance(error, CmlplanError) else f"{type(error).__name__}: {error}"
     for address in result.skipped:
@@ -148,6 +163,11 @@ async def apply_run(
     report.not_started = list(result.not_started)
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _follow(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    await stop.wait()
+    halt.set()
 
 
 def _check_known(address: str, planned: dict[str, Any] | None) -> None:
@@ -159,7 +179,7 @@ def _check_known(address: str, planned: dict[str, Any] | None) -> None:
 
 
 _COMPUTED_BY_PROVIDER = frozenset(
-    {"access_key_hash", "access_key_fingerprint", "key_hash", "key_fingerprint", "created_at", "expires", "deployment_id", "path", "url", "uri", "processes", "generation"}
+    {"access_key_hash", "access_key_fingerprint", "key_hash", "key_fingerprint", "created_at", "expires", "deployment_id", "path", "image", "image_id", "url", "uri", "processes", "generation"}
 )
 
 

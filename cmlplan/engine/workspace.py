@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import CmlplanError
 from ..plan import Action, Plan
 from ..plan.jsonformat import plan_to_dict
-from ..providers.base import Provider, ProviderContext
+from ..providers.base import GarbageCollecting, Provider, ProviderContext
 from ..providers.logical import LogicalProvider
 from ..providers.registry import create_provider
 from ..specs import Config, load_config
@@ -136,6 +136,25 @@ class Workspace:
             return await apply_run(run, document, providers, save, events, self.keys, parallelism, stop)
         finally:
             await _close(providers)
+
+    async def collect_garbage(self, state: StateDocument | None) -> dict[str, list[str]]:
+        """Let each provider that keeps build artifacts remove those no recorded build uses.
+
+        Returns {provider name: lines describing what was removed}; providers without the
+        ability are left out. The caller holds the lock, so no apply is creating builds meanwhile.
+        """
+        document = state if state is not None else StateDocument.new(self.name)
+        keep = {address for address, resource in document.resources.items() if resource.kind == "build"}
+        recorded = {r.provider for r in document.resources.values()}
+        providers = self.providers(document, recorded)
+        removed: dict[str, list[str]] = {}
+        try:
+            for name, provider in providers.items():
+                if isinstance(provider, GarbageCollecting):
+                    removed[name] = await provider.collect_garbage(keep)
+        finally:
+            await _close(providers)
+        return removed
 
 
 def check_saved_plan(saved: Plan, fresh: Plan, state: StateDocument | None, specs_hash: str) -> None:

@@ -38,7 +38,7 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
         raise PlanFileError(f"{source}: cannot read the plan ({exc})") from None
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an int of 4300+ digits
         where = f":{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise PlanFileError(f"{source}{where}: not a saved plan (invalid JSON)") from None
     if not isinstance(data, dict) or data.get("kind") != SAVED_PLAN_KIND or not isinstance(data.get("plan"), dict):

@@ -95,6 +95,17 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class GarbageCollecting(Protocol):
+    """Optional: a provider that keeps build artifacts (images, venvs) after their build left the state.
+
+    ``keep`` holds the build addresses the state still records (``build.iris/petal-width#3``);
+    everything else the provider made for builds may go. Returns one line per thing removed.
+    """
+
+    async def collect_garbage(self, keep: set[str]) -> list[str]: ...
+
+
 class ProviderError(CmlplanError):
     """A provider could not do what was asked; the message names the resource."""
 

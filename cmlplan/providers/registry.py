@@ -11,6 +11,7 @@ Factory = Callable[[ProviderContext], Provider]
 
 _BUILTIN = {
     "local": "cmlplan.providers.local.provider:LocalProvider",
+    "docker": "cmlplan.providers.docker.provider:DockerProvider",
 }
 _FACTORIES: dict[str, Factory] = {}
 

@@ -27,13 +27,14 @@ def load_documents(path: Path, display: str, fast: bool = False) -> Iterator[tup
     ``fast`` parses with libyaml into plain dicts (no positions below the document's first line);
     the default round-trip parser keeps line and column on every node, for error messages.
     """
-    yaml = YAML(typ="safe", pure=False) if fast else YAML(typ="rt")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError([f"{display}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except OSError as exc:
         raise SpecError([f"{display}: cannot read ({exc.strerror})"]) from None
+    fast = fast and _shallow(text)
+    yaml = YAML(typ="safe", pure=False) if fast else YAML(typ="rt")
     try:
         documents = list(yaml.load_all(text))
     except MarkedYAMLError as exc:
@@ -53,6 +54,22 @@ def load_documents(path: Path, display: str, fast: bool = False) -> Iterator[tup
             yield document, Origin(display, starts[index], 1)
         else:
             yield document, position(document, (), display)
+
+
+_MAX_DEPTH = 500
+
+
+def _shallow(text: str) -> bool:
+    """Whether nesting is surely shallow: libyaml recurses in C without a limit and would crash on
+    a deeply nested file, where the pure-Python parser raises an error we can report."""
+    depth = 0
+    for line in text.splitlines():
+        if len(line) - len(line.lstrip()) > _MAX_DEPTH or line.count("- ") > _MAX_DEPTH:
+            return False
+        depth += line.count("[") + line.count("{") - line.count("]") - line.count("}")
+        if depth > _MAX_DEPTH or line.count("[") + line.count("{") > _MAX_DEPTH:
+            return False
+    return True
 
 
 def _document_starts(text: str) -> list[int]:

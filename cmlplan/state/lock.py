@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -118,7 +119,14 @@ class FileLock:
         except StateError:
             return
         if current is not None and current.id == self.info.id:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:  # e.g. the state folder went read-only: say so, never mask the run's outcome
+                print(
+                    f"Warning: cannot remove the state lock {self.path} ({exc.strerror or exc}); "
+                    f"once that is fixed, run: cmlplan force-unlock {self.info.id}",
+                    file=sys.stderr,
+                )
 
     def __enter__(self) -> LockInfo:
         return self.acquire()

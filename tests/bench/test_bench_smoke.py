@@ -30,3 +30,12 @@ def test_serving_smoke():
     assert "ratio iris: proxy(1 replica)/direct p50 @c1:" in out, out
     assert "ratio iris: proxy(2 replicas)" in out, out
     assert "mlflow not installed: reference skipped" in out or "mlflow serve" in out, out
+
+
+@pytest.mark.slow
+def test_soak_smoke():
+    result = run_bench("bench/soak.py", "--minutes", "0.2", "--rate", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "accounting:         sent 240 == answered 240 + no answer 0: ok" in out, out
+    assert "redeploy: apply exit 0" in out and "RUNNING again" in out and "soak: PASS" in out, out

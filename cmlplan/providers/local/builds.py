@@ -121,8 +121,8 @@ class LocalBuilder:
         build_dir = self.build_dir(request.model_key, request.number)
         build_dir.mkdir(parents=True, exist_ok=True)
         key = venv_key(request.python, request.requirements_text, request.manifest, request.build_script)
-        with _locked(build_dir / "build.lock"):
-            existing = _read_json(build_dir / BUILD_MARKER)
+        with locked(build_dir / "build.lock"):
+            existing = read_json(build_dir / BUILD_MARKER)
             if existing is not None:
                 if existing.get("build_hash") != request.build_hash:
                     raise BuildError(
@@ -133,7 +133,7 @@ class LocalBuilder:
                 if (venv_dir / VENV_MARKER).exists():
                     request.progress(f"build {request.model_key}#{request.number}: reusing {build_dir}")
                     return self._outcome(request, build_dir, existing["venv_key"], reused=True)
-                _make_writable(build_dir)  # its venv was pruned: rebuild from scratch
+                make_writable(build_dir)  # its venv was pruned: rebuild from scratch
             _clear(build_dir, keep={"build.lock"})
             log_path = build_dir / "build.log"
             with log_path.open("w", encoding="utf-8") as log:
@@ -143,7 +143,7 @@ class LocalBuilder:
     def existing(self, model_key: str, number: int) -> BuildOutcome | None:
         """A finished build on disk (marker written, venv present), or None."""
         build_dir = self.build_dir(model_key, number)
-        marker = _read_json(build_dir / BUILD_MARKER)
+        marker = read_json(build_dir / BUILD_MARKER)
         if marker is None or not (self.venvs_dir / marker.get("venv_key", "?") / VENV_MARKER).exists():
             return None
         venv_dir = self.venvs_dir / marker["venv_key"]
@@ -166,7 +166,7 @@ class LocalBuilder:
         build_dir = self.build_dir(model_key, number)
         if not build_dir.exists():
             return
-        _make_writable(build_dir)
+        make_writable(build_dir)
         shutil.rmtree(build_dir)
         for parent in (build_dir.parent, build_dir.parent.parent):
             with contextlib.suppress(OSError):
@@ -181,7 +181,7 @@ class LocalBuilder:
         for path in sorted(self.venvs_dir.iterdir()):
             if not path.is_dir() or path.name in wanted:
                 continue
-            with _locked(self.venvs_dir / f"{path.name}.lock"):  # lock files stay: unlinking one races
+            with locked(self.venvs_dir / f"{path.name}.lock"):  # lock files stay: unlinking one races
                 shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
         return removed
@@ -189,7 +189,7 @@ class LocalBuilder:
     def _venvs_in_use(self) -> Iterator[str]:
         if self.builds_dir.exists():
             for marker in self.builds_dir.glob(f"*/*/*/{BUILD_MARKER}"):
-                data = _read_json(marker)
+                data = read_json(marker)
                 if data and "venv_key" in data:
                     yield data["venv_key"]
 
@@ -220,7 +220,7 @@ def venv_key(
     cmlplan's serving dependencies gives new venvs instead of changing old builds.
     """
     requirements = parse_requirements(requirements_text)
-    runtime = {name: _installed_version(name) or "" for name in RUNTIME_PACKAGES}
+    runtime = {name: installed_version(name) or "" for name in RUNTIME_PACKAGES}
     parts = [dependency_hash(python, requirements, requirements_text), json.dumps(runtime, sort_keys=True)]
     if build_script:
         entry = manifest.get(build_script)
@@ -259,14 +259,14 @@ class _Build:
         request = self.request
         self._say(f"{self.label}: snapshot of {len(request.manifest)} files")
         src_tmp = self.build_dir / "src.tmp"
-        self._step("snapshot", lambda: _copy_manifest(request.source_dir, request.manifest, src_tmp))
+        self._step("snapshot", lambda: copy_manifest(request.source_dir, request.manifest, src_tmp))
         venv_dir = self.builder.venvs_dir / self.key
         self._step("venv", lambda: self._ensure_venv(venv_dir))
         if request.build_script:
             self._say(f"{self.label}: running build script {request.build_script}")
             self._run_build_script(venv_dir, src_tmp)
         runtime_tmp = self.build_dir / "runtime.tmp"
-        self._step("runtime", lambda: _copy_runtime(runtime_tmp))
+        self._step("runtime", lambda: copy_runtime(runtime_tmp))
         for tmp, final in ((src_tmp, "src"), (runtime_tmp, "runtime")):
             os.replace(tmp, self.build_dir / final)
             _make_read_only(self.build_dir / final)
@@ -278,7 +278,7 @@ class _Build:
             "python": request.python,
             "built_at": time.time(),
         }
-        _write_json_atomic(self.build_dir / BUILD_MARKER, marker)
+        write_json_atomic(self.build_dir / BUILD_MARKER, marker)
         self._say(f"{self.label}: done")
 
     def _ensure_venv(self, venv_dir: Path) -> None:
@@ -287,7 +287,7 @@ class _Build:
         Built in place rather than renamed into place, because a venv's scripts hold absolute paths.
         """
         self.builder.venvs_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.builder.venvs_dir / f"{self.key}.lock"):
+        with locked(self.builder.venvs_dir / f"{self.key}.lock"):
             if (venv_dir / VENV_MARKER).exists():
                 self._say(f"{self.label}: reusing venv {venv_dir.name}")
                 return
@@ -303,8 +303,8 @@ class _Build:
                     self._say(f"{self.label}: pip install -r requirements.txt")
                     self._command("pip install", [*pip, "-r", str(requirements)], cwd=self.request.source_dir)
                 self._say(f"{self.label}: installing the serving runtime ({', '.join(RUNTIME_PACKAGES)})")
-                self._command("runtime packages", [*pip, *_runtime_pins()], cwd=self.builder.root)
-                _write_json_atomic(
+                self._command("runtime packages", [*pip, *runtime_pins()], cwd=self.builder.root)
+                write_json_atomic(
                     venv_dir / VENV_MARKER,
                     {"python": self.request.python, "key": self.key, "created_at": time.time()},
                 )
@@ -353,7 +353,7 @@ class _Build:
         self.log.flush()
         raise BuildFailed(
             f"{self.label} failed at {step}: {reason} (log: {self.log_path})",
-            log_tail=_tail(self.log_path),
+            log_tail=tail(self.log_path),
             log_path=self.log_path,
         )
 
@@ -364,17 +364,17 @@ class _Build:
 
     def _discard(self) -> None:
         """Leave only the log (and the lock) behind, so nothing half-built looks valid."""
-        _make_writable(self.build_dir)
+        make_writable(self.build_dir)
         _clear(self.build_dir, keep={"build.log", "build.lock"})
 
 
 # --- steps ----------------------------------------------------------------------------------------
 
 
-def _copy_manifest(source_dir: Path, manifest: Mapping[str, FileEntry], dest: Path) -> None:
+def copy_manifest(source_dir: Path, manifest: Mapping[str, FileEntry], dest: Path) -> None:
     """Copy exactly the manifest's files, checking each one's sha256 on the way through."""
     if dest.exists():
-        _make_writable(dest)
+        make_writable(dest)
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     for rel, entry in manifest.items():
@@ -392,10 +392,10 @@ def _copy_manifest(source_dir: Path, manifest: Mapping[str, FileEntry], dest: Pa
         shutil.copymode(source_dir / rel, target)
 
 
-def _copy_runtime(dest: Path) -> None:
+def copy_runtime(dest: Path) -> None:
     """Copy the running cmlplan's ``__init__.py`` and ``serving/`` so the build carries its own runtime."""
     if dest.exists():
-        _make_writable(dest)
+        make_writable(dest)
         shutil.rmtree(dest)
     package = Path(cmlplan.__file__).parent
     (dest / "cmlplan").mkdir(parents=True)
@@ -407,13 +407,13 @@ def _copy_runtime(dest: Path) -> None:
     )
 
 
-def _runtime_pins() -> list[str]:
+def runtime_pins() -> list[str]:
     return [
-        f"{name}=={version}" if (version := _installed_version(name)) else name for name in RUNTIME_PACKAGES
+        f"{name}=={version}" if (version := installed_version(name)) else name for name in RUNTIME_PACKAGES
     ]
 
 
-def _installed_version(name: str) -> str | None:
+def installed_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -448,7 +448,7 @@ def _clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     with path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -471,7 +471,7 @@ def _make_read_only(path: Path) -> None:
     os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & ~0o222)
 
 
-def _make_writable(path: Path) -> None:
+def make_writable(path: Path) -> None:
     """Give the owner write access again, so the tree can be deleted."""
     if not path.exists():
         return
@@ -489,13 +489,13 @@ def _clear(directory: Path, keep: set[str]) -> None:
         if child.name in keep:
             continue
         if child.is_dir() and not child.is_symlink():
-            _make_writable(child)
+            make_writable(child)
             shutil.rmtree(child)
         else:
             child.unlink()
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -503,7 +503,7 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -518,7 +518,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> list[str]:
+def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> list[str]:
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
             return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]

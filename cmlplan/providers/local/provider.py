@@ -31,14 +31,20 @@ from ..base import (
     ReadResult,
     UnsupportedError,
 )
+from ..probes import ProbeFailed, check_example, wait_generation, wait_healthy
 from ..routing import RoutingTable
 from ..source import FileEntry
 from .builds import BuildFailed, BuildOutcome, BuildRequest, LocalBuilder
-from ..probes import ProbeFailed, check_example, wait_generation, wait_healthy
 from .supervisor import ProgramState, Supervisor
 
 HEALTH_TIMEOUT = 120.0
-DEPLOYMENT_REPLACE_PATHS = ("build", "build_hash", "file", "function", "env", "env_fingerprints", "cpu", "memory")
+DEPLOYMENT_REPLACE_PATHS = (
+    "build", "build_hash", "file", "function", "env", "env_fingerprints", "cpu", "memory", "request_timeout",
+)
+# A replica whose prediction runs this much longer than the proxy's request_timeout (which already
+# answered 504) exits, and supervisord starts a fresh one.
+PREDICTION_TIMEOUT_MARGIN = 5.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
 PROXY_REPLACE_PATHS = ("host", "port")
 PROXY_PROGRAM = "cmlplan-proxy"
 
@@ -72,7 +78,7 @@ class LocalProvider:
                 exists = self.builder.existing(model_key, int(attributes.get("number", 0))) is not None
                 live[ref.address] = attributes if exists else None
             elif ref.kind == "deployment":
-                live[ref.address] = _live_processes(attributes, by_name)
+                live[ref.address] = _with_orphans(_live_processes(attributes, by_name), by_name)
             elif ref.kind == "proxy":
                 observed = _live_processes(attributes, by_name)
                 live[ref.address] = observed if observed.get("processes") else None
@@ -111,6 +117,24 @@ class LocalProvider:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    # -- optional: garbage ----------------------------------------------------------------------
+
+    async def collect_garbage(self, keep: set[str]) -> list[str]:
+        """Remove build folders whose address is not in ``keep``, then venvs no build uses."""
+        removed: list[str] = []
+        for build_dir in sorted(self.builder.builds_dir.glob("*/*/*")):
+            if not build_dir.is_dir() or not build_dir.name.isdigit():
+                continue
+            model_key = f"{build_dir.parent.parent.name}/{build_dir.parent.name}"
+            address = f"build.{model_key}#{int(build_dir.name)}"
+            if address in keep:
+                continue
+            await asyncio.to_thread(self.builder.remove_build, model_key, int(build_dir.name))
+            removed.append(f"build folder {build_dir} ({address})")
+        venvs = await asyncio.to_thread(self.builder.remove_unused_venvs, set())
+        removed += [f"venv {self.builder.venvs_dir / key}" for key in venvs]
+        return removed
 
     # -- builds -----------------------------------------------------------------------------------
 
@@ -172,7 +196,9 @@ class LocalProvider:
         keep: list[dict[str, Any]] = []
         if not fresh:
             present = {p.name for p in await asyncio.to_thread(self.supervisor.programs)}
-            keep = [p for p in (prior or {}).get("processes") or [] if p.get("name") in present]
+            keep = [
+                p for p in (prior or {}).get("processes") or [] if p.get("name") in present and not p.get("orphan")
+            ]
         wanted = 0 if planned.get("stopped") else int(planned["replicas"])
         keep.sort(key=lambda p: p["index"])
         surplus, keep = keep[wanted:], keep[:wanted]
@@ -194,15 +220,28 @@ class LocalProvider:
         if fresh and prior is not None:
             old += _program_names(prior)
         await self._remove_programs(old, request)
+        await self._remove_orphans(request, planned, processes)
         processes = await self._with_pids(processes)
         request.progress(f"serving with {len(processes)} replica(s) of build {planned['build']}")
         return ApplyResult(attributes={**planned, "processes": processes})
+
+    async def _remove_orphans(
+        self, request: ApplyRequest, planned: Attributes, processes: list[dict[str, Any]]
+    ) -> None:
+        """Remove this model's replicas that no state records: started by an apply that was killed
+        before it could save them. The model now serves from ``processes`` only."""
+        serving = {p["name"] for p in processes}
+        prefix = _replica_prefix(planned)
+        orphans = [p.name for p in await asyncio.to_thread(self.supervisor.programs, prefix) if p.name not in serving]
+        if orphans:
+            request.progress(f"removing {len(orphans)} replica(s) no state recorded: {', '.join(orphans)}")
+            await self._remove_programs(orphans, request, quiet=True)
 
     async def _start_replica(
         self, request: ApplyRequest, planned: Attributes, build: BuildOutcome, index: int
     ) -> dict[str, Any]:
         project, name, deployment_id = planned["project"], planned["name"], planned["deployment_id"]
-        program = f"r.{project}.{name}.d{deployment_id}.{index}"
+        program = f"{_replica_prefix(planned)}d{deployment_id}.{index}"
         replica_id = f"{name}-{deployment_id}-{index}-{project}"
         port = _free_port()
         threads = str(max(1, math.ceil(float(planned.get("cpu") or 1))))
@@ -217,6 +256,9 @@ class LocalProvider:
             "--host", "127.0.0.1", "--port", str(port), "--replica-id", replica_id,
             "--memory-bytes", str(int(planned["memory"])),
         ]
+        if _runtime_has_watchdog(build):  # builds made by an older cmlplan carry a runtime without it
+            request_timeout = float(planned.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT)
+            command += ["--prediction-timeout", f"{request_timeout + PREDICTION_TIMEOUT_MARGIN:g}"]
         self.logs.mkdir(parents=True, exist_ok=True)
         request.progress(f"starting replica {index + 1} ({replica_id}) on port {port}")
         await asyncio.to_thread(
@@ -367,6 +409,27 @@ def _live_processes(attributes: Attributes, programs: dict[str, ProgramState]) -
             continue
         observed.append({**process, "pid": state.pid})
     return {**attributes, "processes": observed}
+
+
+def _replica_prefix(attributes: Attributes) -> str:
+    """Every replica program of a model starts with this (project and model names have no dots)."""
+    return f"r.{attributes.get('project')}.{attributes.get('name')}."
+
+
+def _with_orphans(attributes: Attributes, programs: dict[str, ProgramState]) -> Attributes:
+    """Add the model's replicas that run but are not recorded (an apply killed before saving them)
+    as ``{"name": ..., "orphan": true}``: drift, so apply removes them."""
+    recorded = attributes.get("processes")
+    if not isinstance(recorded, list) or not attributes.get("project") or not attributes.get("name"):
+        return attributes
+    known = {p.get("name") for p in recorded}
+    prefix = _replica_prefix(attributes)
+    orphans = [{"name": n, "orphan": True} for n in sorted(programs) if n.startswith(prefix) and n not in known]
+    return {**attributes, "processes": recorded + orphans} if orphans else attributes
+
+
+def _runtime_has_watchdog(build: BuildOutcome) -> bool:
+    return (Path(build.runtime_dir) / "cmlplan" / "serving" / "replica" / "watchdog.py").is_file()
 
 
 def _replicas_complete(current: Attributes, planned: Attributes) -> bool:

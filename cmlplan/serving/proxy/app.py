@@ -29,7 +29,8 @@ class ProxyApp:
         if method is None:
             await send_json(send, 404, error_body("path.not_found", f"no route for {path}"))
         elif scope["method"] != method:
-            await send_json(send, 405, error_body("method.not_allowed", f"use {method} {path}"))
+            body = error_body("method.not_allowed", f"use {method} {path}")
+            await send_json(send, 405, body, extra=((b"allow", method.encode()),))  # Allow: RFC 9110
         elif path == "/model":
             await self._call_model(scope, receive, send)
         elif path == "/healthz":

@@ -12,8 +12,10 @@ _JSON = (b"content-type", b"application/json")
 _CLOSE = (b"connection", b"close")
 
 
-async def send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
-    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+async def send_json(
+    send: Send, status: int, body: bytes, *, close: bool = False, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
     if close:
         headers.append(_CLOSE)
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -52,7 +52,9 @@ class RoutingTable:
     projects: dict[str, dict[str, str]]
 
     def key_hash(self, key: str) -> str:
-        return hashlib.sha256((self.salt + key).encode()).hexdigest()
+        # surrogatepass: a "\ud800" escape in the JSON is a key that matches nothing, not a 500;
+        # generated keys are ASCII, so their hashes are unchanged
+        return hashlib.sha256((self.salt + key).encode("utf-8", "surrogatepass")).hexdigest()
 
     def find_model(self, access_key: str) -> ModelRoute | None:
         return self.models.get(self.key_hash(access_key))

@@ -12,6 +12,7 @@ import uvicorn
 import uvloop
 
 from .app import ProxyApp
+from .httphead import BoundedHeadProtocol
 from .live_routes import LiveRoutes
 from .metrics import ProxyMetrics
 from .upstream import Upstream
@@ -44,7 +45,7 @@ async def _serve(routes: LiveRoutes, sock: socket.socket) -> None:
     config = uvicorn.Config(
         ProxyApp(routes, upstream, metrics),
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadProtocol,  # httptools, with a 431 for heads over MAX_HEAD_BYTES
         ws="none",
         lifespan="off",
         access_log=False,

@@ -52,9 +52,11 @@ async def read_body(receive: Receive, content_length: bytes | None, limit: int) 
 def parse_call(body: bytes, query_string: bytes) -> tuple[str, Any]:
     """(access key, request value) from a CML call. Raises ProxyError 400."""
     try:
-        payload = json.loads(body)
-    except ValueError as exc:
+        payload = json.loads(body.decode("utf-8"))  # strict: json.loads(bytes) lets encoded surrogates in
+    except ValueError as exc:  # also bad UTF-8 and integers of 4300+ digits
         raise ProxyError(400, "request.invalid", f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # a few KB of "[" would otherwise be a 500
+        raise ProxyError(400, "request.invalid", "body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise ProxyError(400, "request.invalid", "body must be a JSON object")
     if "request" not in payload:

@@ -1,7 +1,8 @@
 """Entry point: ``python -m cmlplan.serving.replica --source DIR --file F --function FN ...``.
 
 Exit codes: 3 when the model cannot be loaded (one line on stderr says why; uvicorn also uses 3
-when it cannot bind the port). On SIGTERM, uvicorn's graceful shutdown lets an in-flight
+when it cannot bind the port); 70 when a prediction ran longer than ``--prediction-timeout`` (the
+watchdog ends the process so its supervisor starts a fresh replica). On SIGTERM, uvicorn's graceful shutdown lets an in-flight
 prediction finish (up to GRACEFUL_SHUTDOWN_SECONDS) before the process exits.
 """
 
@@ -15,6 +16,7 @@ import uvicorn
 from .app import ReplicaApp
 from .limits import limit_memory
 from .loader import ModelLoadError, load_model
+from .watchdog import Watchdog
 from .worker import PredictionWorker
 
 LOAD_FAILURE_EXIT = 3
@@ -32,6 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--replica-id", required=True)
     parser.add_argument("--memory-bytes", type=int, default=None, help="RLIMIT_DATA for the whole process")
+    parser.add_argument(
+        "--prediction-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit with code 70 when one prediction runs longer than this (0, the default: never)",
+    )
     return parser.parse_args(argv)
 
 
@@ -46,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     except ModelLoadError as exc:
         print(f"cmlplan replica {args.replica_id}: cannot load model: {exc}", file=sys.stderr, flush=True)
         sys.exit(LOAD_FAILURE_EXIT)
+    if args.prediction_timeout > 0:
+        Watchdog(worker, args.prediction_timeout).start()
     config = uvicorn.Config(
         ReplicaApp(predict, args.replica_id, worker),
         host=args.host,

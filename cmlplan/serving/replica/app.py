@@ -5,6 +5,7 @@ queue), so the proxy can try another replica instead of waiting behind this one.
 """
 
 import json
+import uuid
 from functools import partial
 from typing import Any
 
@@ -50,7 +51,10 @@ class ReplicaApp:
             body = await read_body(receive)
             if body is None:
                 return
-            status, reply = await self.worker.run(partial(predict_reply, self.predict, body, self.replica_id))
+            prediction_id = str(uuid.uuid4())
+            status, reply = await self.worker.run(
+                partial(predict_reply, self.predict, body, self.replica_id, prediction_id), prediction_id
+            )
         finally:
             self.busy = False
         await send_json(send, status, reply)

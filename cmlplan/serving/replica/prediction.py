@@ -16,9 +16,11 @@ log = logging.getLogger("cmlplan.replica")
 Reply = tuple[int, bytes]
 
 
-def predict_reply(predict: ModelFunction, raw_body: bytes, replica_id: str) -> Reply:
+def predict_reply(
+    predict: ModelFunction, raw_body: bytes, replica_id: str, prediction_id: str | None = None
+) -> Reply:
     """Run the model on the JSON request and return (HTTP status, JSON body). Never raises."""
-    prediction_id = str(uuid.uuid4())
+    prediction_id = prediction_id or str(uuid.uuid4())
     try:
         args = json.loads(raw_body)
     except ValueError as exc:

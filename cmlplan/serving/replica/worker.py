@@ -7,33 +7,39 @@ SIGTERM's graceful-shutdown window. A daemon thread dies with the process.
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], object], asyncio.AbstractEventLoop, "asyncio.Future[object]"]
+_Job = tuple[Callable[[], object], asyncio.AbstractEventLoop, "asyncio.Future[object]", str]
 
 
 class PredictionWorker:
-    """One background thread executing jobs in submission order."""
+    """One background thread executing jobs in submission order.
+
+    ``current`` is ``(label, monotonic start)`` of the job running now, or None: the watchdog reads it.
+    """
 
     def __init__(self) -> None:
+        self.current: tuple[str, float] | None = None
         self._jobs: SimpleQueue[_Job] = SimpleQueue()
         self._thread = threading.Thread(target=self._run_forever, name="cmlplan-predict", daemon=True)
         self._thread.start()
 
-    async def run(self, job: Callable[[], T]) -> T:
+    async def run(self, job: Callable[[], T], label: str = "job") -> T:
         """Run job on the worker thread and wait for its result without blocking the loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, loop, future))  # type: ignore[arg-type]
+        self._jobs.put((job, loop, future, label))  # type: ignore[arg-type]
         return await future
 
     def _run_forever(self) -> None:
         while True:
-            job, loop, future = self._jobs.get()
+            job, loop, future, label = self._jobs.get()
+            self.current = (label, time.monotonic())
             try:
                 result = job()
             except Exception as exc:
@@ -43,6 +49,8 @@ class PredictionWorker:
                 loop.call_soon_threadsafe(_settle, future, None, error)
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
+            finally:
+                self.current = None
 
 
 def _settle(future: "asyncio.Future[object]", result: object, error: BaseException | None) -> None:

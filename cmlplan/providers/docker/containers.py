@@ -1,0 +1,157 @@
+"""Containers and the workspace network, found by label; thin, synchronous wrappers of the SDK.
+
+Every object cmlplan creates carries ``cmlplan.workspace=<workspace>``; replicas also carry the
+deployment's address and build, so ``read`` needs one list call per workspace. The network also
+records the spec folder that owns the workspace, so two folders with the same workspace name on one
+engine are refused instead of silently sharing containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from ..base import ProviderError
+
+LABEL_WORKSPACE = "cmlplan.workspace"
+LABEL_ADDRESS = "cmlplan.address"
+LABEL_BUILD = "cmlplan.build"
+LABEL_ROLE = "cmlplan.role"
+LABEL_SPEC_DIR = "cmlplan.spec-dir"
+REPLICA_PORT = 8080
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as the engine reports it."""
+
+    name: str
+    id: str
+    status: str  # created, running, restarting, exited, ...
+    running: bool
+    image_id: str
+    env_hash: str
+    labels: dict[str, str]
+    ip: str | None
+    restarts: int
+    oom_killed: bool
+    exit_code: int
+
+
+def connect() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise ProviderError(
+            f"cannot reach the Docker engine ({exc}); start it with scripts/docker-engine"
+        ) from None
+    return client
+
+
+def env_hash(salt: str, env: list[str] | None) -> str:
+    """A salted hash of a container's whole environment (it may hold secrets)."""
+    text = json.dumps(sorted(env or []))
+    return hashlib.sha256((salt + text).encode()).hexdigest()[:24]
+
+
+def state_of(container: Any, network: str, salt: str) -> ContainerState:
+    attrs = container.attrs
+    state = attrs.get("State") or {}
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = (networks.get(network) or {}).get("IPAddress") or None
+    return ContainerState(
+        name=container.name,
+        id=container.id,
+        status=str(state.get("Status", "unknown")),
+        running=bool(state.get("Running")) and not state.get("Restarting"),
+        image_id=str(attrs.get("Image", "")),
+        env_hash=env_hash(salt, (attrs.get("Config") or {}).get("Env")),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        ip=ip,
+        restarts=int(attrs.get("RestartCount") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        exit_code=int(state.get("ExitCode") or 0),
+    )
+
+
+def list_workspace(client: docker.DockerClient, workspace: str, network: str, salt: str) -> list[ContainerState]:
+    found = []
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL_WORKSPACE}={workspace}"}):
+        with contextlib.suppress(docker.errors.NotFound):
+            found.append(state_of(container, network, salt))
+    return found
+
+
+def get(client: docker.DockerClient, name: str, network: str, salt: str) -> ContainerState | None:
+    try:
+        return state_of(client.containers.get(name), network, salt)
+    except docker.errors.NotFound:
+        return None
+
+
+def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40) -> None:
+    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove; fine when already gone."""
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        return
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        if container.status in ("running", "restarting"):
+            container.stop(timeout=stop_timeout)  # a stopped container is not restarted by its policy
+    with contextlib.suppress(docker.errors.NotFound):
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+
+def logs_tail(client: docker.DockerClient, name: str, lines: int = 5) -> str:
+    try:
+        text = client.containers.get(name).logs(tail=lines).decode(errors="replace")
+    except docker.errors.DockerException:
+        return "no log"
+    found = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(found[-3:]) or "empty log"
+
+
+def check_owner(client: docker.DockerClient, name: str, workspace: str, spec_dir: str) -> bool:
+    """Whether the workspace network exists; raises when another spec folder owns it."""
+    for network in client.networks.list(names=[name]):
+        if network.name != name:
+            continue
+        owner = (network.attrs.get("Labels") or {}).get(LABEL_SPEC_DIR)
+        if owner and owner != spec_dir:
+            raise ProviderError(
+                f"workspace {workspace!r} is already running on this Docker engine from {owner}; "
+                "workspace names must be unique per engine (rename this one in its Workspace spec)"
+            )
+        return True
+    return False
+
+
+def ensure_network(client: docker.DockerClient, name: str, workspace: str, spec_dir: str) -> None:
+    if check_owner(client, name, workspace, spec_dir):
+        return
+    try:
+        client.networks.create(
+            name, driver="bridge", check_duplicate=True,
+            labels={LABEL_WORKSPACE: workspace, LABEL_SPEC_DIR: spec_dir},
+        )
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: another cmlplan created it just now
+            raise ProviderError(f"cannot create the network {name}: {exc.explanation or exc}") from None
+
+
+def remove_network(client: docker.DockerClient, name: str) -> None:
+    for network in client.networks.list(names=[name]):
+        if network.name == name:
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
