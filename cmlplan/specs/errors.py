@@ -12,8 +12,9 @@ class SpecError(CmlplanError):
     """One or more problems in the specs, each a line of its own."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        # a problem is one line even when it quotes a hostile key or value
+        self.problems = [p.replace("\r", "\\r").replace("\n", "\\n") for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:

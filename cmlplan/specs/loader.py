@@ -127,7 +127,7 @@ def _validate(
         for error in exc.errors(include_url=False):
             loc = [*prefix, *error["loc"]]
             where = position(document, loc, display)
-            path = ".".join(str(part) for part in loc)
+            path = ".".join(_path_part(part) for part in loc)
             message = _message(model, error)
             problems.append(f"{where}: {label}: {path}: {message}")
         return None
@@ -135,6 +135,11 @@ def _validate(
         where = position(document, prefix, display)
         problems.append(f"{where}: {label}: {prefix[0]}: {exc}")
         return None
+
+
+def _path_part(part: Any) -> str:
+    text = str(part)
+    return text if text.replace("-", "").replace("_", "").isalnum() else repr(part)
 
 
 def _message(model: type[BaseModel], error: Any) -> str:

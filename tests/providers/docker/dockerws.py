@@ -68,9 +68,11 @@ class DockerWorkspace:
         assert old in text, f"{old!r} is not in {self.spec}"
         self.spec.write_text(text.replace(old, new, 1))
 
-    def cli(self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(CMLPLAN), *args], cwd=self.dir, env={**os.environ, "NO_COLOR": "1"},
+            [str(CMLPLAN), *args], cwd=self.dir, env={**os.environ, "NO_COLOR": "1", **(env or {})},
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False,
         )
         if check and result.returncode != 0:

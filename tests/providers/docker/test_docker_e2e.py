@@ -291,6 +291,41 @@ def test_memory_limit_oom_kills_and_restarts_the_replica(hog_ws: DockerWorkspace
     print(f"\nafter the OOM kill: statuses {statuses}, state {exit_code.strip()}")
 
 
+ENV_MODEL = '''\
+import os
+
+
+def show(args):
+    return {"greeting": os.environ.get("GREETING"), "plain": os.environ.get("PLAIN"), "user": os.getuid()}
+'''
+
+
+def test_env_secrets_reach_the_replica_but_no_file(docker_engine: str, tmp_path: Path) -> None:
+    secret = "s3cr3t-" + "x" * 12
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "show.py").write_text(ENV_MODEL)
+    spec = HOG_SPEC.replace("name: hog, project: mem", "name: show, project: mem").replace(
+        "source: {file: hog.py, function: hog}", "source: {file: show.py, function: show}"
+    ).replace("    - input: {mb: 1}\n", "    - input: {}\n").replace(
+        "memory: 64Mi}", "memory: 256Mi, env: {GREETING: \"${env:CMLPLAN_TEST_GREETING}\", PLAIN: hello}}"
+    )
+    (source / "cmlplan.yaml").write_text(spec)
+    with docker_workspace(source, tmp_path / "env", "env") as ws:
+        ws.cli("apply", "-auto-approve", env={"CMLPLAN_TEST_GREETING": secret})
+        status, body = ws.call("model.mem/show", {})
+        assert status == 200, body
+        assert body["response"]["greeting"] == secret and body["response"]["plain"] == "hello"
+        assert body["response"]["user"] == 65534, "replicas run as nobody"
+        hits = [
+            str(path) for path in (ws.dir / ".cmlplan").rglob("*")
+            if path.is_file() and "keys" not in path.parts and secret.encode() in path.read_bytes()
+        ]
+        assert hits == []
+        # an unchanged secret plans no change (state holds only its salted fingerprint)
+        assert ws.cli("plan", "-detailed-exitcode", check=False, env={"CMLPLAN_TEST_GREETING": secret}).returncode == 0
+
+
 # -- destroy and gc (last: the numbers workspace goes) -----------------------------------------------
 
 
