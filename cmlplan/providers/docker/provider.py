@@ -38,6 +38,7 @@ from ..base import (
     UnsupportedError,
 )
 from ..local.builds import BuildError, BuildFailed
+from ..local.provider import DEFAULT_REQUEST_TIMEOUT, PREDICTION_TIMEOUT_MARGIN
 from ..probes import ProbeFailed, check_example, wait_generation, wait_healthy
 from ..routing import RoutingTable
 from ..source import FileEntry
@@ -47,7 +48,9 @@ from .images import LABEL_KIND, ImageBuilder, ImageRequest, image_tag
 
 HEALTH_TIMEOUT = 120.0
 STOP_TIMEOUT = 40  # a draining replica may finish a prediction (the proxy gives up after 35 s)
-DEPLOYMENT_REPLACE_PATHS = ("build", "build_hash", "file", "function", "env", "env_fingerprints", "cpu", "memory")
+DEPLOYMENT_REPLACE_PATHS = (
+    "build", "build_hash", "file", "function", "env", "env_fingerprints", "cpu", "memory", "request_timeout",
+)
 PROXY_REPLACE_PATHS = ("host", "port")
 ROUTES_MOUNT = "/routes"
 
@@ -301,6 +304,10 @@ class DockerProvider:
             "--function", str(planned["function"]), "--host", "0.0.0.0", "--port", str(ct.REPLICA_PORT),
             "--replica-id", replica_id,
         ]
+        model_key = str(planned["model"]).removeprefix("model.")
+        if self._runtime_has_watchdog(model_key, int(planned["build"])):  # images of an older cmlplan lack it
+            request_timeout = float(planned.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT)
+            command += ["--prediction-timeout", f"{request_timeout + PREDICTION_TIMEOUT_MARGIN:g}"]
         memory = int(planned["memory"])
         labels = {
             ct.LABEL_WORKSPACE: self.workspace,
@@ -453,6 +460,9 @@ class DockerProvider:
                 client.containers.run(
                     image, command, name=name, detach=True, labels=labels, network=self.network,
                     restart_policy={"Name": "on-failure"}, user=f"{os.getuid()}:{os.getgid()}",
+                    # explicit, so the SIGHUP reloads (kill API) do not count as a stop: without a
+                    # stop signal, Docker 20.10 disables the restart policy after any signal it sends
+                    stop_signal="SIGTERM",
                     ports={f"{port}/tcp": (self.publish_host, port)},
                     volumes={str(self.routes.path.parent): {"bind": ROUTES_MOUNT, "mode": "ro"}},
                 )
@@ -489,6 +499,11 @@ class DockerProvider:
             else:
                 client.close()
         return self._client
+
+    def _runtime_has_watchdog(self, model_key: str, number: int) -> bool:
+        """Whether the build's image carries the prediction watchdog (its context holds the runtime)."""
+        runtime = self.builder.context_dir(model_key, number) / "runtime" / "cmlplan" / "serving" / "replica"
+        return (runtime / "watchdog.py").is_file()
 
     def _cpus(self) -> float:
         assert self._client is not None

@@ -303,17 +303,24 @@ class LocalProvider:
             request.progress("the proxy routes to the new replicas")
 
     async def _reload_proxy(self, generation: int | None = None) -> bool:
-        """Tell running proxies to reload routes; wait until one serves ``generation``."""
-        programs = [p for p in self._programs_now() if p.name.startswith(PROXY_PROGRAM) and p.state == "RUNNING"]
-        if not programs:
+        """Tell running proxies to reload routes and wait until one serves ``generation``.
+
+        A proxy that does not confirm in time is an apply error, never a silent success: the
+        next apply tries again. Returns False when no proxy is running (it reads the file at start).
+        """
+        programs = [p for p in self._programs_now() if p.name.startswith(PROXY_PROGRAM)]
+        running = [p for p in programs if p.state in ("RUNNING", "STARTING")]
+        if not running:
             return False
-        for program in programs:
-            await asyncio.to_thread(self.supervisor.signal, program.name, "HUP")
-        if generation is None:
-            return True
-        settings = self.routes.read().get("listen") or {}
-        url = _proxy_url(settings)
-        return await wait_generation(await self._http(), url, generation) if url else False
+        url = _proxy_url(self.routes.read().get("listen") or {})
+        for _ in range(3):
+            for program in running:
+                await asyncio.to_thread(self.supervisor.signal, program.name, "HUP")
+            if generation is None or url is None:
+                return True
+            if await wait_generation(await self._http(), url, generation, timeout=10.0):
+                return True
+        raise ProviderError(f"the proxy at {url} did not load routing generation {generation} within 30s")
 
     async def _remove_programs(self, names: list[str], request: ApplyRequest, quiet: bool = False) -> None:
         if not names:

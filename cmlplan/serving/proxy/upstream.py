@@ -21,6 +21,7 @@ log = logging.getLogger("cmlplan.proxy")
 
 DOWN_COOLDOWN = 1.0  # a replica that refused a connection is not tried again for this long
 BUSY_COOLDOWN = 0.02  # poll interval for a replica busy with another proxy process
+CONNECT_TIMEOUT = 1.0  # a healthy replica on this host or network accepts far sooner
 KEEP_ALIVE_SECONDS = 60.0  # shorter than the replica's own keep-alive, so we close first
 _PASS_THROUGH = frozenset({200, 400, 500})
 _HEADERS = {"Content-Type": "application/json"}
@@ -44,6 +45,7 @@ class Upstream:
             limit_per_host=0,
             keepalive_timeout=KEEP_ALIVE_SECONDS,
             use_dns_cache=True,
+            ttl_dns_cache=1,  # docker replicas are found by name; a replaced one must be looked up again
             enable_cleanup_closed=False,
         )
         self._session = aiohttp.ClientSession(
@@ -68,6 +70,10 @@ class Upstream:
         except aiohttp.ClientConnectorError as exc:
             log.warning("%s: replica %s refused the connection: %s", address, replica.id, exc.os_error)
             raise Retry(DOWN_COOLDOWN, down=True) from None
+        except aiohttp.ConnectionTimeoutError:
+            # nothing was sent: a replica that cannot even be connected to is down, try another
+            log.warning("%s: replica %s did not accept a connection within %.1fs", address, replica.id, CONNECT_TIMEOUT)
+            raise Retry(DOWN_COOLDOWN, down=True) from None
         except TimeoutError:
             log.warning("%s: replica %s did not answer within %.1fs", address, replica.id, timeout)
             raise ProxyError(
@@ -88,4 +94,4 @@ class Upstream:
 
 @lru_cache(maxsize=16)
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=seconds)
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=min(CONNECT_TIMEOUT, seconds))
