@@ -23,6 +23,7 @@ from ..state.document import StateDocument
 from ..state.file import FileBackend
 from ..state.lock import LockInfo
 from .applier import ApplyReport, apply_run
+from .collection import collector_paused
 from .desired import LOGICAL
 from .events import ApplyEvents
 from .keys import KeyFolder
@@ -41,9 +42,12 @@ class Workspace:
     environ: Mapping[str, str]
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str] = ".", environ: Mapping[str, str] | None = None) -> Workspace:
+    def open(
+        cls, directory: str | os.PathLike[str] = ".", environ: Mapping[str, str] | None = None
+    ) -> Workspace:
         folder = Path(directory).resolve()
-        config = load_config(directory)
+        with collector_paused():
+            config = load_config(directory)
         state_path = Path(config.workspace_spec.state.path)
         if not state_path.is_absolute():
             state_path = folder / state_path
@@ -66,7 +70,8 @@ class Workspace:
         return KeyFolder(self.data_dir / "keys")
 
     def read_state(self) -> StateDocument | None:
-        return self.backend.read()
+        with collector_paused():
+            return self.backend.read()
 
     def specs_hash(self) -> str:
         return specs_fingerprint(self.config.files)
@@ -90,22 +95,25 @@ class Workspace:
             found[name] = create_provider(name, context)
         return found
 
-    async def plan(self, options: PlanOptions, state: StateDocument | None) -> tuple[PlannedRun, dict[str, Provider]]:
+    async def plan(
+        self, options: PlanOptions, state: StateDocument | None
+    ) -> tuple[PlannedRun, dict[str, Provider]]:
         document = state if state is not None else StateDocument.new(self.name)
         recorded = {r.provider for r in document.resources.values()}
         providers = self.providers(document, recorded)
         try:
-            run = await make_plan(
-                config=self.config,
-                state=document,
-                state_exists=state is not None,
-                providers=providers,
-                provider_name=self.provider_name,
-                options=options,
-                specs_hash=self.specs_hash(),
-                workspace_id=self.name,
-                environ=self.environ,
-            )
+            with collector_paused():
+                run = await make_plan(
+                    config=self.config,
+                    state=document,
+                    state_exists=state is not None,
+                    providers=providers,
+                    provider_name=self.provider_name,
+                    options=options,
+                    specs_hash=self.specs_hash(),
+                    workspace_id=self.name,
+                    environ=self.environ,
+                )
         except BaseException:
             await _close(providers)
             raise
@@ -163,7 +171,9 @@ def check_saved_plan(saved: Plan, fresh: Plan, state: StateDocument | None, spec
     serial = state.serial if state else None
     if saved.lineage != lineage:
         if saved.lineage is None:
-            raise StalePlanError("the saved plan was made when there was no state, but state exists now; plan again")
+            raise StalePlanError(
+                "the saved plan was made when there was no state, but state exists now; plan again"
+            )
         raise StalePlanError(
             f"the saved plan was made against another state (lineage {saved.lineage}, this state is {lineage})"
         )
@@ -185,7 +195,9 @@ def check_saved_plan(saved: Plan, fresh: Plan, state: StateDocument | None, spec
     for change in fresh.changes:
         old = saved.change_for(change.address)
         if old is not None and plan_to_dict_change(old) != plan_to_dict_change(change):
-            raise StalePlanError(f"{change.address} would now change differently than the saved plan says; plan again")
+            raise StalePlanError(
+                f"{change.address} would now change differently than the saved plan says; plan again"
+            )
 
 
 def plan_to_dict_change(change: object) -> object:
