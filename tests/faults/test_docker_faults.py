@@ -61,7 +61,7 @@ docker = dockerws.docker
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 REQUEST_TIMEOUT = 2.0
-MARGIN = 5.0  # cmlplan.providers.local.provider.PREDICTION_TIMEOUT_MARGIN, used by both providers
+MARGIN = 5.0  # cmlplan.providers.deployments.PREDICTION_TIMEOUT_MARGIN, used by both providers
 BACK_WITHIN = 15.0
 
 MODELS = '''\

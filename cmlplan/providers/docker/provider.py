@@ -37,8 +37,18 @@ from ..base import (
     ReadResult,
     UnsupportedError,
 )
+from ..deployments import (
+    DEPLOYMENT_REPLACE_PATHS,
+    HEALTH_TIMEOUT,
+    PROXY_REPLACE_PATHS,
+    prediction_timeout,
+    process_names,
+    proxy_url,
+    replicas_complete,
+    route_model,
+    route_proxy,
+)
 from ..local.builds import BuildError, BuildFailed
-from ..local.provider import DEFAULT_REQUEST_TIMEOUT, PREDICTION_TIMEOUT_MARGIN
 from ..probes import ProbeFailed, check_example, wait_generation, wait_healthy
 from ..routing import RoutingTable
 from ..source import FileEntry
@@ -46,12 +56,7 @@ from . import containers as ct
 from .images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
 from .images import LABEL_KIND, ImageBuilder, ImageRequest, image_tag
 
-HEALTH_TIMEOUT = 120.0
 STOP_TIMEOUT = 40  # a draining replica may finish a prediction (the proxy gives up after 35 s)
-DEPLOYMENT_REPLACE_PATHS = (
-    "build", "build_hash", "file", "function", "env", "env_fingerprints", "cpu", "memory", "request_timeout",
-)
-PROXY_REPLACE_PATHS = ("host", "port")
 ROUTES_MOUNT = "/routes"
 
 
@@ -111,7 +116,7 @@ class DockerProvider:
             return PlanResult(planned=planned, requires_replace=("hash",))
         if request.kind == "deployment":
             planned["processes"] = current.get("processes", UNKNOWN) if request.current else UNKNOWN
-            if request.current and not _replicas_complete(current, planned):
+            if request.current and not replicas_complete(current, planned):
                 planned["processes"] = UNKNOWN  # containers vanished or changed: apply starts them again
             return PlanResult(
                 planned=planned, requires_replace=DEPLOYMENT_REPLACE_PATHS, create_before_destroy=True
@@ -239,7 +244,7 @@ class DockerProvider:
             assert prior is not None
             self.routes.set_model(str(prior.get("model")), None)
             await self._reload_proxy()
-            await self._remove(_names(prior), request)
+            await self._remove(process_names(prior), request)
             await self._remove_network_if_idle()
             return ApplyResult(attributes=None)
         await self._ensure_network()
@@ -258,7 +263,7 @@ class DockerProvider:
             by_name = {c.name: c for c in found}
             keep = list(_live_processes(prior or {}, by_name).get("processes") or [])
             kept = {p["name"] for p in keep}
-            broken = [n for n in _names(prior or {}) if n not in kept and n in by_name]
+            broken = [n for n in process_names(prior or {}) if n not in kept and n in by_name]
             if broken:
                 request.progress(f"removing {len(broken)} stopped or changed container(s)")
                 await self._remove(broken, request, quiet=True)
@@ -285,7 +290,7 @@ class DockerProvider:
         await self._route(request, planned, processes)
         old = [p["name"] for p in surplus]
         if fresh and prior is not None:
-            old += _names(prior)
+            old += process_names(prior)
         await self._remove(old, request)
         request.progress(f"serving with {len(processes)} replica(s) of build {planned['build']}")
         return ApplyResult(attributes={**planned, "processes": [_public(p) for p in processes]})
@@ -306,8 +311,7 @@ class DockerProvider:
         ]
         model_key = str(planned["model"]).removeprefix("model.")
         if self._runtime_has_watchdog(model_key, int(planned["build"])):  # images of an older cmlplan lack it
-            request_timeout = float(planned.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT)
-            command += ["--prediction-timeout", f"{request_timeout + PREDICTION_TIMEOUT_MARGIN:g}"]
+            command += ["--prediction-timeout", f"{prediction_timeout(planned):g}"]
         memory = int(planned["memory"])
         labels = {
             ct.LABEL_WORKSPACE: self.workspace,
@@ -376,16 +380,7 @@ class DockerProvider:
         return reason
 
     async def _route(self, request: ApplyRequest, planned: Attributes, processes: list[dict[str, Any]]) -> None:
-        entry = {
-            "key_hash": planned["access_key_hash"],
-            "project": planned["project"],
-            "name": planned["name"],
-            "authentication": bool(planned.get("authentication")),
-            "stopped": bool(planned.get("stopped")),
-            "deployment_id": planned.get("deployment_id"),
-            "replicas": [{"id": p["replica_id"], "url": p["url"]} for p in processes],
-        }
-        generation = self.routes.set_model(str(planned["model"]), entry)
+        generation = route_model(self.routes, planned, processes)
         if await self._reload_proxy(generation):
             request.progress("the proxy routes to the new replicas")
 
@@ -401,7 +396,7 @@ class DockerProvider:
                 await asyncio.to_thread(client.api.kill, proxy.id, "SIGHUP")
         if generation is None:
             return True
-        url = _proxy_url(self.routes.read().get("listen") or {})
+        url = proxy_url(self.routes.read().get("listen") or {})
         return await wait_generation(await self._http(), url, generation) if url else False
 
     async def _remove(self, names: list[str], request: ApplyRequest, quiet: bool = False) -> None:
@@ -419,27 +414,14 @@ class DockerProvider:
         client = await self._docker()
         if planned is None or request.replace:
             if prior is not None:
-                await self._remove(_names(prior), request)
+                await self._remove(process_names(prior), request)
             if planned is None:
                 await self._remove_network_if_idle()
                 return ApplyResult(attributes=None)
         await self._ensure_network()
         image = await asyncio.to_thread(self.builder.ensure_proxy_image, request.progress)
 
-        def mutate(data: dict[str, Any]) -> None:
-            data["proxy"] = {
-                "busy_timeout": planned["busy_timeout"],
-                "request_timeout": planned["request_timeout"],
-                "max_request_bytes": planned["max_request_bytes"],
-            }
-            data["listen"] = {"host": self.publish_host, "port": planned["port"]}
-            data["api_keys"] = {
-                key["key_hash"]: {"name": name, "user": key["user"], "expires_at": key["expires"]}
-                for name, key in (planned.get("api_keys") or {}).items()
-            }
-            data["projects"] = planned.get("projects") or {}
-
-        generation = self.routes.change(mutate)
+        generation = route_proxy(self.routes, planned, self.publish_host)
         name = f"cmlplan-{self.workspace}-proxy-0"
         port = int(planned["port"])
         state = await asyncio.to_thread(ct.get, client, name, self.network, self.context.salt)
@@ -472,7 +454,7 @@ class DockerProvider:
             except docker.errors.DockerException as exc:
                 raise ProviderError(f"{request.address}: cannot start {name}: {exc}") from None
             started = True
-        url = _proxy_url({"host": self.publish_host, "port": port})
+        url = proxy_url({"host": self.publish_host, "port": port})
         assert url is not None
         if started:
             await wait_healthy(await self._http(), url, 30.0, self._crash_reason(name))
@@ -558,16 +540,6 @@ def _public(process: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in process.items() if k != "probe"}
 
 
-def _replicas_complete(current: Attributes, planned: Attributes) -> bool:
-    processes = current.get("processes")
-    if not isinstance(processes, list):
-        return True
-    wanted = 0 if planned.get("stopped") else int(planned.get("replicas") or 0)
-    return len(processes) == wanted
-
-
-def _names(attributes: Attributes) -> list[str]:
-    return [p["name"] for p in attributes.get("processes") or [] if isinstance(p, dict) and "name" in p]
 
 
 def _split_build_address(address: str) -> tuple[str | None, int]:
@@ -576,12 +548,3 @@ def _split_build_address(address: str) -> tuple[str | None, int]:
     if not sep or not number.isdigit() or "/" not in key:
         return None, 0
     return key, int(number)
-
-
-def _proxy_url(listen: dict[str, Any]) -> str | None:
-    if not listen.get("port"):
-        return None
-    host = listen.get("host") or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"http://{host}:{listen['port']}"

@@ -31,21 +31,23 @@ from ..base import (
     ReadResult,
     UnsupportedError,
 )
+from ..deployments import (
+    DEPLOYMENT_REPLACE_PATHS,
+    HEALTH_TIMEOUT,
+    PROXY_REPLACE_PATHS,
+    prediction_timeout,
+    process_names,
+    proxy_url,
+    replicas_complete,
+    route_model,
+    route_proxy,
+)
 from ..probes import ProbeFailed, check_example, wait_generation, wait_healthy
 from ..routing import RoutingTable
 from ..source import FileEntry
 from .builds import BuildFailed, BuildOutcome, BuildRequest, LocalBuilder
 from .supervisor import ProgramState, Supervisor
 
-HEALTH_TIMEOUT = 120.0
-DEPLOYMENT_REPLACE_PATHS = (
-    "build", "build_hash", "file", "function", "env", "env_fingerprints", "cpu", "memory", "request_timeout",
-)
-# A replica whose prediction runs this much longer than the proxy's request_timeout (which already
-# answered 504) exits, and supervisord starts a fresh one.
-PREDICTION_TIMEOUT_MARGIN = 5.0
-DEFAULT_REQUEST_TIMEOUT = 30.0
-PROXY_REPLACE_PATHS = ("host", "port")
 PROXY_PROGRAM = "cmlplan-proxy"
 
 
@@ -96,7 +98,7 @@ class LocalProvider:
             return PlanResult(planned=planned, requires_replace=("hash",))
         if request.kind == "deployment":
             planned["processes"] = current.get("processes", UNKNOWN) if request.current else UNKNOWN
-            if request.current and not _replicas_complete(current, planned):
+            if request.current and not replicas_complete(current, planned):
                 planned["processes"] = UNKNOWN  # replicas vanished outside cmlplan: apply starts them again
             return PlanResult(
                 planned=planned, requires_replace=DEPLOYMENT_REPLACE_PATHS, create_before_destroy=True
@@ -181,7 +183,7 @@ class LocalProvider:
             assert prior is not None
             self.routes.set_model(_model_address(prior), None)
             await self._reload_proxy()
-            await self._remove_programs(_program_names(prior), request)
+            await self._remove_programs(process_names(prior), request)
             await self._shutdown_if_idle()
             return ApplyResult(attributes=None)
         await self._ensure_supervisor()
@@ -218,7 +220,7 @@ class LocalProvider:
         await self._route(request, planned, processes)
         old = [p["name"] for p in surplus]
         if fresh and prior is not None:
-            old += _program_names(prior)
+            old += process_names(prior)
         await self._remove_programs(old, request)
         await self._remove_orphans(request, planned, processes)
         processes = await self._with_pids(processes)
@@ -257,8 +259,7 @@ class LocalProvider:
             "--memory-bytes", str(int(planned["memory"])),
         ]
         if _runtime_has_watchdog(build):  # builds made by an older cmlplan carry a runtime without it
-            request_timeout = float(planned.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT)
-            command += ["--prediction-timeout", f"{request_timeout + PREDICTION_TIMEOUT_MARGIN:g}"]
+            command += ["--prediction-timeout", f"{prediction_timeout(planned):g}"]
         self.logs.mkdir(parents=True, exist_ok=True)
         request.progress(f"starting replica {index + 1} ({replica_id}) on port {port}")
         await asyncio.to_thread(
@@ -289,16 +290,7 @@ class LocalProvider:
         return reason
 
     async def _route(self, request: ApplyRequest, planned: Attributes, processes: list[dict[str, Any]]) -> None:
-        entry = {
-            "key_hash": planned["access_key_hash"],
-            "project": planned["project"],
-            "name": planned["name"],
-            "authentication": bool(planned.get("authentication")),
-            "stopped": bool(planned.get("stopped")),
-            "deployment_id": planned.get("deployment_id"),
-            "replicas": [{"id": p["replica_id"], "url": p["url"]} for p in processes],
-        }
-        generation = self.routes.set_model(str(planned["model"]), entry)
+        generation = route_model(self.routes, planned, processes)
         if await self._reload_proxy(generation):
             request.progress("the proxy routes to the new replicas")
 
@@ -312,7 +304,7 @@ class LocalProvider:
         running = [p for p in programs if p.state in ("RUNNING", "STARTING")]
         if not running:
             return False
-        url = _proxy_url(self.routes.read().get("listen") or {})
+        url = proxy_url(self.routes.read().get("listen") or {})
         for _ in range(3):
             for program in running:
                 await asyncio.to_thread(self.supervisor.signal, program.name, "HUP")
@@ -339,26 +331,13 @@ class LocalProvider:
         prior, planned = request.prior, request.planned
         if planned is None or request.replace:
             if prior is not None:
-                await self._remove_programs(_program_names(prior), request)
+                await self._remove_programs(process_names(prior), request)
             if planned is None:
                 await self._shutdown_if_idle()
                 return ApplyResult(attributes=None)
         await self._ensure_supervisor()
 
-        def mutate(data: dict[str, Any]) -> None:
-            data["proxy"] = {
-                "busy_timeout": planned["busy_timeout"],
-                "request_timeout": planned["request_timeout"],
-                "max_request_bytes": planned["max_request_bytes"],
-            }
-            data["listen"] = {"host": planned["host"], "port": planned["port"]}
-            data["api_keys"] = {
-                key["key_hash"]: {"name": name, "user": key["user"], "expires_at": key["expires"]}
-                for name, key in (planned.get("api_keys") or {}).items()
-            }
-            data["projects"] = planned.get("projects") or {}
-
-        generation = self.routes.change(mutate)
+        generation = route_proxy(self.routes, planned, planned["host"])
         present = {p.name for p in self._programs_now()}
         wanted = [f"{PROXY_PROGRAM}-{i}" for i in range(int(planned.get("replicas", 1)))]
         missing = [n for n in wanted if n not in present]
@@ -374,7 +353,7 @@ class LocalProvider:
                 self.supervisor.add_program, name, command, {}, self.root, self.logs / f"{name}.log"
             )
         await self._remove_programs(extra, request, quiet=True)
-        url = _proxy_url({"host": planned["host"], "port": planned["port"]})
+        url = proxy_url({"host": planned["host"], "port": planned["port"]})
         session = await self._http()
         for name in missing:
             await wait_healthy(session, url, 30.0, self._crash_reason(name))
@@ -439,30 +418,11 @@ def _runtime_has_watchdog(build: BuildOutcome) -> bool:
     return (Path(build.runtime_dir) / "cmlplan" / "serving" / "replica" / "watchdog.py").is_file()
 
 
-def _replicas_complete(current: Attributes, planned: Attributes) -> bool:
-    """Whether the live processes are as many as the planned deployment runs."""
-    processes = current.get("processes")
-    if not isinstance(processes, list):
-        return True  # not known (e.g. no refresh): nothing to say
-    wanted = 0 if planned.get("stopped") else int(planned.get("replicas") or 0)
-    return len(processes) == wanted
-
-
-def _program_names(attributes: Attributes) -> list[str]:
-    return [p["name"] for p in attributes.get("processes") or [] if isinstance(p, dict) and "name" in p]
 
 
 def _model_address(attributes: Attributes) -> str:
     return str(attributes.get("model"))
 
-
-def _proxy_url(listen: dict[str, Any]) -> str | None:
-    if not listen.get("port"):
-        return None
-    host = listen.get("host") or "127.0.0.1"
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return f"http://{host}:{listen['port']}"
 
 
 def _free_port() -> int:
