@@ -87,3 +87,25 @@ class Engine:
 @pytest.fixture
 def engine(add_numbers: Path, fake: FakeProvider) -> Engine:
     return Engine(add_numbers)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A private PostgreSQL server for the session (one per xdist worker); skipped when not installed."""
+    from pgserver import PgServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (scripts/setup installs Debian's postgresql)")
+    server = PgServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server) -> str:  # type: ignore[no-untyped-def]
+    """The DSN of a fresh, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()
