@@ -109,3 +109,22 @@ def postgres_server() -> Iterator[object]:
 def postgres_dsn(postgres_server) -> str:  # type: ignore[no-untyped-def]
     """The DSN of a fresh, empty database on the session's PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test id is unique, so ``-k`` and ``pytest <id>`` pick exactly one test.
+
+    schemathesis gives each API operation's case the same node id; the operation is added to it.
+    """
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and not item.nodeid.endswith("]"):
+            if hasattr(item, "_id"):  # pytest >= 9 keeps the id as a NodeId
+                item._id = item._id.with_params(label)
+            else:
+                item._nodeid = f"{item.nodeid}[{label}]"
+    seen: set[str] = set()
+    duplicates = sorted({item.nodeid for item in items if item.nodeid in seen or seen.add(item.nodeid)})
+    if duplicates:
+        raise pytest.UsageError(f"test ids are not unique: {', '.join(duplicates[:5])}")

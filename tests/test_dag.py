@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -258,7 +257,8 @@ def test_cancelling_the_walk_cancels_in_flight_visits() -> None:
     assert sorted(cancelled) == ["a", "c"]
 
 
-def test_walk_of_30k_nodes_is_fast() -> None:
+def test_walk_of_30k_nodes_visits_each_once() -> None:
+    """Speed is bench/dag_walk.py's business (a ratio, never a timed assert); this checks the result."""
     graph: Graph[int] = Graph()
     for i in range(30_000):
         graph.add_node(i)
@@ -271,10 +271,7 @@ def test_walk_of_30k_nodes_is_fast() -> None:
     async def visit(node: int) -> None:
         return None
 
-    start = time.perf_counter()
     tree_result = asyncio.run(walk(graph, visit, parallelism=16))
     chain_result = asyncio.run(walk(chain, visit, parallelism=1_000))
-    elapsed = time.perf_counter() - start
     assert len(tree_result.succeeded) == 30_000 and tree_result.ok
     assert len(chain_result.succeeded) == 30_001 and chain_result.ok
-    assert elapsed < 1.0, f"two 30k-node walks took {elapsed:.2f}s"

@@ -33,6 +33,10 @@ def load_documents(path: Path, display: str, fast: bool = False) -> Iterator[tup
         raise SpecError([f"{display}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except OSError as exc:
         raise SpecError([f"{display}: cannot read ({exc.strerror})"]) from None
+    too_deep = _flow_too_deep(text)
+    if too_deep is not None:
+        line, column = too_deep
+        raise SpecError([f"{display}:{line}:{column}: invalid YAML: brackets nest deeper than {_MAX_FLOW_DEPTH} levels"])
     fast = fast and _shallow(text)
     yaml = YAML(typ="safe", pure=False) if fast else YAML(typ="rt")
     try:
@@ -57,6 +61,46 @@ def load_documents(path: Path, display: str, fast: bool = False) -> Iterator[tup
 
 
 _MAX_DEPTH = 500
+_MAX_FLOW_DEPTH = 100
+_FLOW_OPENERS = frozenset("[{")
+_FLOW_CLOSERS = frozenset("]}")
+
+
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """Where ``[``/``{`` collections first nest past ``_MAX_FLOW_DEPTH``, or None.
+
+    ruamel's scanner is cubic in flow depth (2,000 ``[`` take half a minute), so a hostile file
+    must be refused before it is parsed. Brackets inside quotes and comments do not count; at the
+    top level only a bracket that can start a collection (after ``:``, ``-``, ``?``, ``,`` or at
+    the start of a value) does, so ``a[b`` in a plain scalar is not miscounted.
+    """
+    depth = 0
+    quote = ""
+    previous = "\n"
+    line, column = 1, 0
+    for char in text:
+        column += 1
+        if char == "\n":
+            line, column = line + 1, 0
+            if quote == "\n" or not depth:
+                quote = ""  # comments end here; a quoted scalar spans lines only inside brackets
+            previous = char
+            continue
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char == "#" and previous in " \t\n":
+            quote = "\n"  # a comment runs to the end of the line
+        elif char in "'\"" and (depth or previous in " \t\n:-,[{"):
+            quote = char
+        elif char in _FLOW_OPENERS and (depth or previous in " \t\n:-?,"):
+            depth += 1
+            if depth > _MAX_FLOW_DEPTH:
+                return line, column
+        elif char in _FLOW_CLOSERS and depth:
+            depth -= 1
+        previous = " " if char.isspace() else char
+    return None
 
 
 def _shallow(text: str) -> bool:

@@ -287,7 +287,7 @@ def test_proxy_crash_is_restarted_with_the_same_keys(ws: Any) -> None:
     assert ws.call("model.faults/hang", {"hang": False})[0] == 200
 
 
-def test_hanging_prediction_gets_504_and_the_replica_is_replaced(ws: Any) -> None:
+def test_docker_hanging_prediction_gets_504_and_the_replica_is_replaced(ws: Any) -> None:
     api_key = ws.key("apikey.alice-ci")
     names = replicas(ws, "hang")
     assert len(names) == 2

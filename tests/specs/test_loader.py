@@ -219,3 +219,20 @@ def test_arbitrary_text_is_a_spec_error_or_loads(text: str) -> None:
             load_config(scratch)
         except SpecError as exc:
             assert exc.problems and all(p and "\n" not in p for p in exc.problems)
+
+
+
+@pytest.mark.parametrize("opener", ["[", "{a: "])
+def test_brackets_nested_past_the_limit_are_refused_before_parsing(folder: Path, opener: str) -> None:
+    """ruamel's scanner is cubic in flow depth: 2,000 brackets would take half a minute to parse."""
+    found = problems(folder, WORKSPACE, "x: " + opener * 2_000 + "\n", name="deep.yaml")
+    column = len("x: ") + 100 * len(opener) + 1  # the 101st opener
+    assert found == [f"deep.yaml:7:{column}: invalid YAML: brackets nest deeper than 100 levels"]
+
+
+def test_brackets_in_quotes_comments_and_plain_scalars_do_not_count(folder: Path) -> None:
+    description = "".join(f"  # [[[[{{ note {i}\n" for i in range(150))
+    project = PROJECT.replace("spec: {collaborators: {alice: owner}}", "spec:\n" + description
+                              + "  collaborators: {alice: owner}\n  description: 'a[b " + "[" * 300 + "'")
+    (folder / "specs.yaml").write_text("---\n".join([WORKSPACE, project]))
+    assert "[" * 300 in load_config(folder).resources["project.p"].spec.description
