@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -67,11 +68,19 @@ def endpoints(workspace: Workspace) -> list[dict[str, Any]]:
     host = (proxy.attributes.get("host") if proxy else None) or "127.0.0.1"
     port = (proxy.attributes.get("port") if proxy else None) or 8787
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/model"
+    api_keys = {a: r.attributes for a, r in sorted(state.resources.items()) if r.kind == "apikey"}
     found = []
     for address, resource in sorted(state.resources.items()):
         if resource.kind != "model":
             continue
         attributes = resource.attributes
+        project = address.split(".", 1)[1].split("/", 1)[0]
+        roles = (state.resources.get(f"project.{project}") or _NO_PROJECT).attributes.get("collaborators") or {}
+        callers = [
+            {"address": key, "user": attrs.get("user"), "role": roles[attrs.get("user")],
+             "file": str(workspace.keys.path_for(key)), "expires": attrs.get("expires")}
+            for key, attrs in api_keys.items() if attrs.get("user") in roles
+        ]
         found.append(
             {
                 "address": address,
@@ -79,10 +88,18 @@ def endpoints(workspace: Workspace) -> list[dict[str, Any]]:
                 "authentication": bool(attributes.get("authentication")),
                 "access_key_file": str(workspace.keys.path_for(address)),
                 "access_key_fingerprint": attributes.get("access_key_fingerprint"),
+                "api_keys": callers,
                 "example_input": (attributes.get("examples") or [{}])[0].get("input", {}),
             }
         )
     return found
+
+
+class _NoProject:
+    attributes: dict[str, Any] = {}
+
+
+_NO_PROJECT = _NoProject()
 
 
 @click.command("output")
@@ -127,11 +144,27 @@ def output_command(address: str | None, raw: bool, output_file: str | None, chdi
         click.echo("No models deployed yet.")
         return
     for model in models:
-        body = json.dumps({"accessKey": "$ACCESS_KEY", "request": model["example_input"]}).replace('"', '\\"')
-        click.echo(f"{model['address']}")
-        click.echo(f"  endpoint: {model['url']}")
-        click.echo(f"  access key: {model['access_key_fingerprint'] or '?'}… (file {model['access_key_file']})")
-        auth = ' -H "Authorization: Bearer $API_KEY"' if model["authentication"] else ""
-        click.echo(f"  ACCESS_KEY=$(cat {model['access_key_file']})")
-        click.echo(f'  curl -s{auth} -d "{body}" {model["url"]}')
-        click.echo("")
+        _echo_model(model)
+
+
+def _echo_model(model: dict[str, Any]) -> None:
+    """The endpoint and a curl command that works when pasted: every variable it uses is set."""
+    body = json.dumps({"accessKey": "$ACCESS_KEY", "request": model["example_input"]}).replace('"', '\\"')
+    click.echo(f"{model['address']}")
+    click.echo(f"  endpoint: {model['url']}")
+    click.echo(f"  access key: {model['access_key_fingerprint'] or '?'}… (file {model['access_key_file']})")
+    click.echo(f"  ACCESS_KEY=$(cat {shlex.quote(model['access_key_file'])})")
+    auth = ""
+    if model["authentication"]:
+        callers = model["api_keys"]
+        if not callers:
+            click.echo(f"  # authentication is on and no ApiKey in the state belongs to a collaborator of project"
+                       f" {model['address'].split('.', 1)[1].split('/', 1)[0]}: add one, apply, then set API_KEY")
+        else:
+            first = callers[0]
+            others = f"; also {', '.join(c['address'] for c in callers[1:])}" if callers[1:] else ""
+            click.echo(f"  API_KEY=$(cat {shlex.quote(first['file'])})   # {first['address']}:"
+                       f" {first['user']}, {first['role']}{others}")
+        auth = ' -H "Authorization: Bearer $API_KEY"'
+    click.echo(f'  curl -s{auth} -d "{body}" {model["url"]}')
+    click.echo("")

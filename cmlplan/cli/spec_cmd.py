@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import click
 
@@ -32,11 +33,26 @@ def validate_command(chdir: str, as_json: bool) -> int:
             return 1
         raise
     addresses = sorted(config.resources)
+    kinds = Counter(resource.kind for resource in config.resources.values())
+    models = kinds.get("Model", 0)
     if as_json:
-        click.echo(json.dumps({"valid": True, "workspace": config.workspace.name, "resources": addresses}, indent=2))
-    else:
-        click.echo(f"Success! {len(addresses)} resource(s) in workspace {config.workspace.name!r} are valid.")
+        click.echo(json.dumps({
+            "valid": True, "workspace": config.workspace.name, "resources": addresses,
+            "counts": dict(sorted(kinds.items())), "derived_at_plan": {"build": models, "deployment": models},
+        }, indent=2))
+        return 0
+    counted = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    click.echo(f"Success! {_plural(len(addresses), 'resource')} in specs of workspace {config.workspace.name!r}"
+               f"{f' ({counted})' if counted else ''} are valid.")
+    if models:
+        click.echo(f"Plan adds what is derived from them: a build and a deployment per model"
+                   f" ({_plural(models, 'build')}, {_plural(models, 'deployment')}), so it counts"
+                   f" {len(addresses) + 2 * models} resources.")
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @click.command("schema")

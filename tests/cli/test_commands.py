@@ -60,9 +60,18 @@ def test_every_command_has_help_with_an_example(words: list[str]) -> None:
 def test_validate_ok(ws: str) -> None:
     result = cmlplan("validate", "-C", ws)
     assert result.code == 0
-    assert result.out == "Success! 3 resource(s) in workspace 'add-numbers-demo' are valid.\n"
+    assert result.out == (
+        "Success! 3 resources in specs of workspace 'add-numbers-demo' (1 Model, 1 Project, 1 Proxy) are valid.\n"
+        "Plan adds what is derived from them: a build and a deployment per model (1 build, 1 deployment),"
+        " so it counts 5 resources.\n"
+    )
     data = json.loads(cmlplan("validate", "-C", ws, "--json").out)
-    assert data == {"valid": True, "workspace": "add-numbers-demo", "resources": [MODEL, "project.numbers", "proxy.default"]}
+    assert data == {
+        "valid": True, "workspace": "add-numbers-demo", "resources": [MODEL, "project.numbers", "proxy.default"],
+        "counts": {"Model": 1, "Project": 1, "Proxy": 1}, "derived_at_plan": {"build": 1, "deployment": 1},
+    }
+    plan = json.loads(cmlplan("plan", "-C", ws, "--json").out)
+    assert len(plan["resource_changes"]) == 5  # what validate said plan would count
 
 
 def test_validate_errors_one_line_each_without_traceback(ws: str) -> None:

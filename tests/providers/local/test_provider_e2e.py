@@ -76,6 +76,17 @@ def test_iris_call_through_the_cli(iris_ws: LiveWorkspace) -> None:
     assert "petal_width" in result.stdout
 
 
+def test_iris_output_curl_works_when_pasted(iris_ws: LiveWorkspace) -> None:
+    """Every line `cmlplan output` prints under the model, run in a shell as a user pastes them."""
+    printed = iris_ws.cli("output", IRIS).stdout
+    lines = [line.strip() for line in printed.splitlines()[1:] if line.strip()]
+    assert any(line.startswith("API_KEY=$(cat ") and "apikey.alice-ci" in line for line in lines), printed
+    script = "\n".join(line for line in lines if line.startswith(("ACCESS_KEY=", "API_KEY=", "curl ")))
+    done = subprocess.run(["bash", "-euc", script], cwd=iris_ws.dir, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["success"] is True, done.stdout
+
+
 def test_iris_proxy_answers_and_refuses(iris_ws: LiveWorkspace) -> None:
     alice = iris_ws.key("apikey.alice-ci")
     access = iris_ws.key(IRIS)
