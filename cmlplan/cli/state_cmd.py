@@ -28,7 +28,7 @@ def state_group() -> None:
 def _state(workspace: Workspace):  # type: ignore[no-untyped-def]
     state = workspace.read_state()
     if state is None:
-        raise CmlplanError(f"no state yet at {workspace.backend.path}; run cmlplan apply first")
+        raise CmlplanError(f"no state yet in {workspace.backend.describe()}; run cmlplan apply first")
     return state
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +43,17 @@ async def apply_run(
     run: PlannedRun,
     document: StateDocument,
     providers: Mapping[str, Provider],
-    save: Callable[[StateDocument], StateDocument],
+    save: Callable[[StateDocument], Awaitable[object]],
     events: ApplyEvents,
     keys: KeyFolder,
     parallelism: int = 10,
     stop: asyncio.Event | None = None,
 ) -> ApplyReport:
-    """Carry out ``run`` against ``document`` (the locked, current state), saving after each action."""
+    """Carry out ``run`` against ``document`` (the locked, current state), saving after each action.
+
+    ``save`` stages what changed when called (in order, under the write lock) and is awaited
+    outside it, so actions finishing together share one durable write.
+    """
     started = time.monotonic()
     changes = {c.address: c for c in run.plan.changes if c.action.changes}
     known: dict[str, dict[str, Any] | None] = dict(run.current)
@@ -63,7 +67,7 @@ async def apply_run(
         if not change.action.changes and change.before is not None and run.plan.refresh:
             _record(document, change.address, change.kind, run.providers_of[change.address], change.before, run.dependencies.get(change.address, ()))
     if not changes:
-        save(document)
+        await save(document)
         report.seconds = time.monotonic() - started
         return report
 
@@ -136,13 +140,14 @@ async def apply_run(
                         model_of(address),
                         BuildRecord(number=int(address.rsplit("#", 1)[1]), hash=str(outcome.attributes.get("hash"))),
                     )
-            try:
-                save(document)
-            except StateError as exc:
-                report.state_error = report.state_error or str(exc)
-                halt.set()
-                events.failed(address, change.action.value, f"{change.action.value} done, but {exc}")
-                raise
+            durable = save(document)
+        try:
+            await durable
+        except StateError as exc:
+            report.state_error = report.state_error or str(exc)
+            halt.set()
+            events.failed(address, change.action.value, f"{change.action.value} done, but {exc}")
+            raise
         for name, secret in outcome.secrets.items():
             path = keys.write(address, secret)
             events.key_created(address, str(path), secret)

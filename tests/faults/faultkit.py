@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from cmlplan.state.document import StateDocument
+from cmlplan.state.file import FileBackend
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("cmlplan_local_e2e_fixtures", HERE.parent / "providers" / "local" / "conftest.py")
@@ -83,9 +84,8 @@ class FaultWorkspace(LiveWorkspace):
         return self.state_path.with_suffix(".lock")
 
     def state(self) -> StateDocument | None:
-        if not self.state_path.exists():
-            return None
-        return StateDocument.from_json(self.state_path.read_bytes(), str(self.state_path))
+        """The state as cmlplan loads it: the document with its journal of recorded actions folded in."""
+        return FileBackend(self.state_path).read()
 
     @property
     def resume_file(self) -> Path:
