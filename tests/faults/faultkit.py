@@ -61,6 +61,7 @@ class FaultWorkspace(LiveWorkspace):
     """A LiveWorkspace with fault-injection helpers."""
 
     state_file: Path | None = None  # set when the spec puts state elsewhere (Workspace spec.state.path)
+    state_dsn: str | None = None  # set when the spec keeps state in PostgreSQL (workspace "prod")
 
     @property
     def state_path(self) -> Path:
@@ -69,7 +70,7 @@ class FaultWorkspace(LiveWorkspace):
     def teardown(self) -> None:
         """LiveWorkspace.teardown, for a state file wherever the spec put it."""
         try:
-            if self.state_path.exists():
+            if self.state_path.exists() or self.state_dsn is not None:
                 self.cli("destroy", "-auto-approve", check=False)
         finally:
             try:
@@ -85,6 +86,15 @@ class FaultWorkspace(LiveWorkspace):
 
     def state(self) -> StateDocument | None:
         """The state as cmlplan loads it: the document with its journal of recorded actions folded in."""
+        if self.state_dsn is not None:
+            from cmlplan.state.dsn import DatabaseAddress
+            from cmlplan.state.postgres import PostgresBackend
+
+            backend = PostgresBackend(DatabaseAddress.parse(self.state_dsn, "dsn"), "prod")
+            try:
+                return backend.read()
+            finally:
+                backend.close()
         return FileBackend(self.state_path).read()
 
     @property
