@@ -20,7 +20,7 @@ from pgserver import PASSWORD, PgServer, find_bindir
 
 pytestmark = pytest.mark.slow
 
-STATE = "state: {backend: postgres, dsn: ${env:CMLPLAN_STATE_DSN}, workspace: prod}"
+STATE = "state: {backend: postgres, dsn: \"${env:CMLPLAN_STATE_DSN}\", workspace: prod}"
 
 
 def _postgres_workspace(tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultWorkspace]:
