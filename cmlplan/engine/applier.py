@@ -62,6 +62,8 @@ async def apply_run(
     # Set when a state write fails: what would be done after it could not be recorded (and would be
     # left running, unknown to state), so nothing new starts; in-flight actions finish.
     halt = asyncio.Event()
+    working = asyncio.Semaphore(max(1, parallelism))
+    held_back: list[str] = []  # claimed by the walk, but the halt came before their turn
 
     for change in run.plan.changes:
         if not change.action.changes and change.before is not None and run.plan.refresh:
@@ -84,7 +86,8 @@ async def apply_run(
                 if dep in changes and changes[dep].action is not Action.DELETE:
                     graph.add_edge(address, dep)
 
-    async def visit(address: str) -> None:
+    async def act(address: str) -> tuple[Awaitable[object], Any, float]:
+        """The provider's part of an action, then its state change staged; returns what to await."""
         change = changes[address]
         provider = providers[run.providers_of[address]]
         node = run.nodes.get(address)
@@ -141,6 +144,17 @@ async def apply_run(
                         BuildRecord(number=int(address.rsplit("#", 1)[1]), hash=str(outcome.attributes.get("hash"))),
                     )
             durable = save(document)
+        return durable, outcome, began
+
+    async def visit(address: str) -> None:
+        # Only provider work counts against parallelism: waiting for the state write does not hold
+        # a slot, so the next actions run while a batch syncs (their dependents still wait for it).
+        async with working:
+            if halt.is_set():
+                held_back.append(address)
+                return
+            durable, outcome, began = await act(address)
+        change = changes[address]
         try:
             await durable
         except StateError as exc:
@@ -157,7 +171,7 @@ async def apply_run(
 
     follow = asyncio.create_task(_follow(stop, halt)) if stop is not None else None
     try:
-        result = await walk(graph, visit, parallelism=max(1, parallelism), stop=halt)
+        result = await walk(graph, visit, parallelism=max(1, parallelism) + _WAITING_FOR_STATE, stop=halt)
     finally:
         if follow is not None:
             follow.cancel()
@@ -165,9 +179,13 @@ async def apply_run(
         report.failed[address] = str(error) if isinstance(error, CmlplanError) else f"{type(error).__name__}: {error}"
     for address in result.skipped:
         report.skipped[address] = result.root_cause(address)
-    report.not_started = list(result.not_started)
+    report.not_started = [*held_back, *result.not_started]
     report.seconds = time.monotonic() - started
     return report
+
+
+# Actions that may wait for their state write while others run: enough to fill a batch while one syncs.
+_WAITING_FOR_STATE = 256
 
 
 async def _follow(stop: asyncio.Event, halt: asyncio.Event) -> None:

@@ -188,9 +188,13 @@ class FileBackend:
             except StateError as exc:
                 raise StateError(f"{exc}; refusing to overwrite it, {self._backup_hint()}") from None
             lineage, serial = current.lineage, current.serial
-        deltas = [d for d in journal.read(self.journal_path)[0] if d.lineage == lineage and d.serial > serial]
-        if deltas:
-            serial = deltas[-1].serial
+        tail = self._tail
+        if tail is not None and tail[0] == lineage and tail[1] >= serial and tail[2] == _size(self.journal_path):
+            serial = tail[1]  # this backend wrote the journal as it is: no need to parse it
+        else:
+            deltas = [d for d in journal.read(self.journal_path)[0] if d.lineage == lineage and d.serial > serial]
+            if deltas:
+                serial = deltas[-1].serial
         if lineage != doc_lineage:
             raise StateError(
                 f"state file {self.path} belongs to another state (lineage {lineage}, "
