@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,11 +47,18 @@ def _history(dsn: str) -> list[tuple[int, str]]:
 def test_two_applies_at_once_exactly_one_writes(numbers_pg: FaultWorkspace, postgres_dsn: str) -> None:
     started = time.monotonic()
     runs = [numbers_pg.popen_cli("apply", "-auto-approve") for _ in range(2)]
-    results = []
+    results: list[tuple[subprocess.Popen[str], str, float]] = []
+
+    def finish(process: subprocess.Popen[str]) -> None:  # each timed on its own: the loser must not wait for the winner
+        output, _ = process.communicate(timeout=240)
+        results.append((process, output, time.monotonic() - started))
+
+    waiters = [threading.Thread(target=finish, args=(process,)) for process in runs]
     try:
-        for process in runs:
-            output, _ = process.communicate(timeout=240)
-            results.append((process, output, time.monotonic() - started))
+        for waiter in waiters:
+            waiter.start()
+        for waiter in waiters:
+            waiter.join(timeout=250)
     finally:
         for process in runs:
             kill_group(process)
