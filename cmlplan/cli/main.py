@@ -50,12 +50,21 @@ for command in (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit 1; bugs keep their traceback."""
+    """Entry point: user errors become one line on stderr and exit 1; bugs keep their traceback.
+
+    Usage errors (an unknown flag or command, a bad option value) exit 1 too, as Terraform's do:
+    click's 2 would read as "changes present" to a ``plan -detailed-exitcode`` job.
+    """
     try:
         code = cli.main(args=argv, prog_name="cmlplan", standalone_mode=False)
     except CmlplanError as exc:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"Error: {line}", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "cmlplan"
+        message = " ".join(exc.format_message().split())
+        click.echo(f"Error: {command}: {message} (see {command} --help)", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -1,14 +1,22 @@
-"""`cmlplan state list|show|rm` and `cmlplan force-unlock`: inspect and repair the state."""
+"""`cmlplan state list|show|rm|pull|push|migrate` and `cmlplan force-unlock`: inspect, move and repair state."""
 
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
 from ..engine.addresses import parse_address
 from ..engine.workspace import Workspace
 from ..errors import CmlplanError
+from ..specs.workspace import StateSettings
+from ..state import transfer
+from ..state.document import StateDocument
+from ..state.lock import LockInfo
+from ..state.open import open_backend
 from ..values import mask
 from .options import chdir_option, json_option
 
@@ -22,13 +30,16 @@ def state_group() -> None:
       cmlplan state list
       cmlplan state show deployment.iris/petal-width
       cmlplan state rm apikey.old-ci      # forget it; nothing is destroyed
+      cmlplan state pull > state.json     # the whole document
+      cmlplan state push state.json       # same lineage, not older
+      cmlplan state migrate --to postgres # then switch the Workspace spec
     """
 
 
 def _state(workspace: Workspace):  # type: ignore[no-untyped-def]
     state = workspace.read_state()
     if state is None:
-        raise CmlplanError(f"no state yet at {workspace.backend.path}; run cmlplan apply first")
+        raise CmlplanError(f"no state yet in {workspace.backend.describe()}; run cmlplan apply first")
     return state
 
 
@@ -106,6 +117,93 @@ def state_rm(addresses: tuple[str, ...], chdir: str, as_json: bool) -> None:
     else:
         for key in keys:
             click.echo(f"Removed {key} from the state (nothing was destroyed).")
+
+
+@state_group.command("pull")
+@chdir_option
+@json_option
+def state_pull(chdir: str, as_json: bool) -> None:
+    """Print the whole state document (JSON, secrets only as hashes), wherever it is kept.
+
+    \b
+    Example:
+      cmlplan state pull > backup.json
+    """
+    state = _state(Workspace.open(chdir))
+    del as_json  # the document is JSON already; the flag is accepted like on every command
+    click.echo(state.to_json(), nl=False)
+
+
+@state_group.command("push")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-force", "--force", "force", is_flag=True, help="push even an older serial (never another lineage)")
+@chdir_option
+@json_option
+def state_push(file: Path, force: bool, chdir: str, as_json: bool) -> None:
+    """Replace the stored state with FILE: refused for another lineage or an older serial.
+
+    \b
+    Examples:
+      cmlplan state push fixed.json
+      cmlplan state push - < fixed.json
+    """
+    raw = sys.stdin.buffer.read() if str(file) == "-" else _read_file(file)
+    source = "standard input" if str(file) == "-" else f"state file {file}"
+    pushed = StateDocument.from_json(raw, source.removeprefix("state file "))
+    workspace = Workspace.open(chdir)
+    with workspace.locked("state push"):
+        written = transfer.push(workspace.backend, pushed, source, force)
+    if as_json:
+        click.echo(json.dumps({"pushed": str(file), "lineage": written.lineage, "serial": written.serial}))
+    else:
+        click.echo(f"Pushed {source} to {workspace.backend.describe()} as serial {written.serial}.")
+
+
+@state_group.command("migrate")
+@click.option("--to", "-to", "to", type=click.Choice(["postgres", "file"]), required=True, help="backend to move the state to")
+@click.option(
+    "--dsn-env", "-dsn-env", "dsn_env", default="CMLPLAN_STATE_DSN", show_default=True, metavar="NAME",
+    help="environment variable holding the PostgreSQL connection string",
+)
+@click.option("--workspace", "-workspace", "workspace_name", metavar="NAME", help="state name in the database (default: the Workspace's name)")
+@click.option("--path", "-path", "path", default=".cmlplan/state.json", show_default=True, help="state file (--to file)")
+@chdir_option
+@json_option
+def state_migrate(to: str, dsn_env: str, workspace_name: str | None, path: str, chdir: str, as_json: bool) -> None:
+    """Move the state to another backend, lineage and serial kept; then point the Workspace spec at it.
+
+    \b
+    Example:
+      CMLPLAN_STATE_DSN=postgresql://... cmlplan state migrate --to postgres --workspace prod
+    """
+    workspace = Workspace.open(chdir)
+    if to == "postgres":
+        settings = StateSettings(backend="postgres", dsn=f"${{env:{dsn_env}}}", workspace=workspace_name)
+        spec = f'state: {{backend: postgres, dsn: "${{env:{dsn_env}}}", workspace: {workspace_name or workspace.name}}}'
+    else:
+        settings = StateSettings(backend="file", path=path)
+        spec = f"state: {{path: {path}}}"
+    destination = open_backend(settings, workspace.directory, workspace.environ, workspace.name)
+    if destination.describe() == workspace.backend.describe():
+        raise CmlplanError(f"the state is already in {destination.describe()}; nothing to migrate")
+    with ExitStack() as locks:
+        locks.enter_context(workspace.locked("state migrate"))
+        locks.enter_context(destination.lock(LockInfo.create("state migrate")))
+        doc = transfer.migrate(workspace.backend, destination)
+    if as_json:
+        click.echo(json.dumps({"from": workspace.backend.describe(), "to": destination.describe(),
+                               "lineage": doc.lineage, "serial": doc.serial, "spec": spec}))
+        return
+    click.echo(f"Migrated serial {doc.serial} (lineage {doc.lineage}) from {workspace.backend.describe()} to {destination.describe()}.")
+    click.echo(f"Now set in the Workspace spec: {spec}")
+    click.echo(f"The old state stays in {workspace.backend.describe()}; remove it once the spec points to the new one.")
+
+
+def _read_file(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise CmlplanError(f"cannot read state file {file}: {exc.strerror or exc}") from None
 
 
 @click.command("force-unlock")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +43,17 @@ async def apply_run(
     run: PlannedRun,
     document: StateDocument,
     providers: Mapping[str, Provider],
-    save: Callable[[StateDocument], StateDocument],
+    save: Callable[[StateDocument], Awaitable[object]],
     events: ApplyEvents,
     keys: KeyFolder,
     parallelism: int = 10,
     stop: asyncio.Event | None = None,
 ) -> ApplyReport:
-    """Carry out ``run`` against ``document`` (the locked, current state), saving after each action."""
+    """Carry out ``run`` against ``document`` (the locked, current state), saving after each action.
+
+    ``save`` stages what changed when called (in order, under the write lock) and is awaited
+    outside it, so actions finishing together share one durable write.
+    """
     started = time.monotonic()
     changes = {c.address: c for c in run.plan.changes if c.action.changes}
     known: dict[str, dict[str, Any] | None] = dict(run.current)
@@ -58,12 +62,14 @@ async def apply_run(
     # Set when a state write fails: what would be done after it could not be recorded (and would be
     # left running, unknown to state), so nothing new starts; in-flight actions finish.
     halt = asyncio.Event()
+    working = asyncio.Semaphore(max(1, parallelism))
+    held_back: list[str] = []  # claimed by the walk, but the halt came before their turn
 
     for change in run.plan.changes:
         if not change.action.changes and change.before is not None and run.plan.refresh:
             _record(document, change.address, change.kind, run.providers_of[change.address], change.before, run.dependencies.get(change.address, ()))
     if not changes:
-        save(document)
+        await save(document)
         report.seconds = time.monotonic() - started
         return report
 
@@ -80,7 +86,8 @@ async def apply_run(
                 if dep in changes and changes[dep].action is not Action.DELETE:
                     graph.add_edge(address, dep)
 
-    async def visit(address: str) -> None:
+    async def act(address: str) -> tuple[Awaitable[object], Any, float]:
+        """The provider's part of an action, then its state change staged; returns what to await."""
         change = changes[address]
         provider = providers[run.providers_of[address]]
         node = run.nodes.get(address)
@@ -136,13 +143,25 @@ async def apply_run(
                         model_of(address),
                         BuildRecord(number=int(address.rsplit("#", 1)[1]), hash=str(outcome.attributes.get("hash"))),
                     )
-            try:
-                save(document)
-            except StateError as exc:
-                report.state_error = report.state_error or str(exc)
-                halt.set()
-                events.failed(address, change.action.value, f"{change.action.value} done, but {exc}")
-                raise
+            durable = save(document)
+        return durable, outcome, began
+
+    async def visit(address: str) -> None:
+        # Only provider work counts against parallelism: waiting for the state write does not hold
+        # a slot, so the next actions run while a batch syncs (their dependents still wait for it).
+        async with working:
+            if halt.is_set():
+                held_back.append(address)
+                return
+            durable, outcome, began = await act(address)
+        change = changes[address]
+        try:
+            await durable
+        except StateError as exc:
+            report.state_error = report.state_error or str(exc)
+            halt.set()
+            events.failed(address, change.action.value, f"{change.action.value} done, but {exc}")
+            raise
         for name, secret in outcome.secrets.items():
             path = keys.write(address, secret)
             events.key_created(address, str(path), secret)
@@ -152,7 +171,7 @@ async def apply_run(
 
     follow = asyncio.create_task(_follow(stop, halt)) if stop is not None else None
     try:
-        result = await walk(graph, visit, parallelism=max(1, parallelism), stop=halt)
+        result = await walk(graph, visit, parallelism=max(1, parallelism) + _WAITING_FOR_STATE, stop=halt)
     finally:
         if follow is not None:
             follow.cancel()
@@ -160,9 +179,13 @@ async def apply_run(
         report.failed[address] = str(error) if isinstance(error, CmlplanError) else f"{type(error).__name__}: {error}"
     for address in result.skipped:
         report.skipped[address] = result.root_cause(address)
-    report.not_started = list(result.not_started)
+    report.not_started = [*held_back, *result.not_started]
     report.seconds = time.monotonic() - started
     return report
+
+
+# Actions that may wait for their state write while others run: enough to fill a batch while one syncs.
+_WAITING_FOR_STATE = 256
 
 
 async def _follow(stop: asyncio.Event, halt: asyncio.Event) -> None:

@@ -19,9 +19,11 @@ from ..providers.base import GarbageCollecting, Provider, ProviderContext
 from ..providers.logical import LogicalProvider
 from ..providers.registry import create_provider
 from ..specs import Config, load_config
+from ..state.backend import StateBackend
 from ..state.document import StateDocument
-from ..state.file import FileBackend
 from ..state.lock import LockInfo
+from ..state.open import open_backend
+from ..state.recorder import StateRecorder
 from .applier import ApplyReport, apply_run
 from .collection import collector_paused
 from .desired import LOGICAL
@@ -38,7 +40,7 @@ class StalePlanError(CmlplanError):
 class Workspace:
     directory: Path
     config: Config
-    backend: FileBackend
+    backend: StateBackend
     environ: Mapping[str, str]
 
     @classmethod
@@ -48,10 +50,9 @@ class Workspace:
         folder = Path(directory).resolve()
         with collector_paused():
             config = load_config(directory)
-        state_path = Path(config.workspace_spec.state.path)
-        if not state_path.is_absolute():
-            state_path = folder / state_path
-        return cls(folder, config, FileBackend(state_path), os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        backend = open_backend(config.workspace_spec.state, folder, environ, config.workspace.name)
+        return cls(folder, config, backend, environ)
 
     @property
     def name(self) -> str:
@@ -134,16 +135,14 @@ class Workspace:
     ) -> ApplyReport:
         """Carry out a plan made against ``state`` (the caller holds the lock)."""
         document = run.document
-
-        def save(doc: StateDocument) -> StateDocument:
-            written = self.backend.write(doc)
-            doc.serial = written.serial
-            return written
-
+        recorder = StateRecorder(self.backend)
         try:
-            return await apply_run(run, document, providers, save, events, self.keys, parallelism, stop)
+            return await apply_run(run, document, providers, recorder.save, events, self.keys, parallelism, stop)
         finally:
-            await _close(providers)
+            try:
+                await recorder.close(document)
+            finally:
+                await _close(providers)
 
     async def collect_garbage(self, state: StateDocument | None) -> dict[str, list[str]]:
         """Let each provider that keeps build artifacts remove those no recorded build uses.

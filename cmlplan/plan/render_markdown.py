@@ -1,38 +1,82 @@
-"""The plan as Markdown, for pull-request comments: a summary table, then the diffs folded."""
+"""The plan as Markdown for a pull-request comment: what matters first, every diff folded.
+
+A summary line; destroys and replaces flagged at the top (they are what a reviewer must not
+miss); drift in its own section; then one collapsible ``<details>`` per resource holding its diff
+(secrets masked, as in the text plan). A long diff is cut with a note, so a comment stays within
+what a code host accepts and a reviewer can still read it.
+"""
 
 from __future__ import annotations
 
-from .plan import Plan
-from .render_text import render_text
+import html
 
-_EMOJI_FREE_SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "create-then-delete": "+/-", "delete": "-"}
+from .action import Action
+from .change import ResourceChange
+from .plan import Plan
+from .render_text import change_body, change_heading, drift_body
+
+MAX_LINES = 40  # per resource
+MAX_LINE_CHARS = 200
+
+_DANGER = (Action.DELETE, Action.REPLACE, Action.CREATE_THEN_DELETE)
 
 
 def render_markdown(plan: Plan) -> str:
     changes = [c for c in plan.changes if c.action.changes]
     lines = ["### cmlplan plan", ""]
-    if not changes:
-        lines.append("**No changes.** The live world matches the specs.")
-    else:
-        lines.append(f"**{plan.summary.line}**")
-        lines.append("")
-        lines.append("| | resource | action | why |")
-        lines.append("| --- | --- | --- | --- |")
-        for change in changes:
-            symbol = _EMOJI_FREE_SYMBOL.get(change.action.value, "")
-            lines.append(
-                f"| `{symbol}` | `{change.address}` | {change.action.value} | {change.reason.sentence or ''} |"
-            )
+    lines.append(f"**{plan.summary.line}**" if changes else "**No changes.** The live world matches the specs.")
+    danger = [c for c in changes if c.action in _DANGER]
+    if danger:
+        lines += ["", "> [!WARNING]", f"> **{_danger_title(danger)}**"]
+        lines += [f"> - `{c.action.symbol}` {_code(change_heading(c))}" for c in danger]
     if plan.drift:
-        lines.append("")
-        lines.append(f"**{len(plan.drift)} resource(s) changed outside cmlplan.**")
-    body = [_diff_line(line) for line in render_text(plan).rstrip().splitlines()]
-    lines += ["", "<details><summary>Full plan</summary>", "", "```diff", *body, "```", "", "</details>", ""]
-    return "\n".join(lines)
+        lines += ["", f"#### Changed outside cmlplan ({len(plan.drift)})", ""]
+        lines.append("Found while refreshing; shown here, and acted on only where the changes below say so.")
+        for drift in plan.drift:
+            what = "was deleted outside cmlplan" if drift.live is None else "has changed"
+            lines += _section(f"<code>{html.escape(drift.address, quote=False)}</code> {what}", drift_body(drift))
+    if changes:
+        lines += ["", f"#### Changes ({len(changes)})"]
+        for change in changes:
+            lines += _section(_summary(change), change_body(change))
+    for warning in plan.warnings:
+        lines += ["", f"> **Warning:** {html.escape(warning, quote=False)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _danger_title(danger: list[ResourceChange]) -> str:
+    destroys = sum(1 for c in danger if c.action is Action.DELETE)
+    replaces = len(danger) - destroys
+    parts = [f"{n} to {word}" for n, word in ((destroys, "destroy"), (replaces, "replace")) if n]
+    return " and ".join(parts) + ":"
+
+
+def _summary(change: ResourceChange) -> str:
+    heading = change_heading(change)
+    rest = heading[len(change.address) :]
+    return f"<code>{html.escape(change.action.symbol, quote=False)} {html.escape(change.address, quote=False)}</code>{html.escape(rest, quote=False)}"
+
+
+def _section(summary: str, body: list[str]) -> list[str]:
+    shown = [_diff_line(line) for line in body[:MAX_LINES]]
+    out = ["", f"<details><summary>{summary}</summary>", "", "```diff", *shown, "```"]
+    if len(body) > MAX_LINES:
+        hidden = len(body) - MAX_LINES
+        out += ["", f"_{hidden} more line{'s' if hidden != 1 else ''} not shown; run `cmlplan plan` for the whole diff._"]
+    out += ["", "</details>"]
+    return out
+
+
+def _code(heading: str) -> str:
+    address, _, rest = heading.partition(" ")
+    return f"`{address}` {html.escape(rest, quote=False)}"
 
 
 def _diff_line(line: str) -> str:
-    """Put the change symbol in column one, where a ```diff block colours it."""
+    """Put the change symbol in column one, where a ```diff block colours it; cut very long lines."""
+    if len(line) > MAX_LINE_CHARS:
+        line = line[: MAX_LINE_CHARS - 1] + "…"
+    line = line.replace("```", "'''")  # a value must not end the code block
     stripped = line.lstrip()
     indent = line[: len(line) - len(stripped)]
     for symbol, marker in (("-/+ ", "!"), ("+/- ", "!"), ("+ ", "+"), ("- ", "-"), ("~ ", "!")):

@@ -54,6 +54,22 @@ def render_text(plan: Plan, color: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def change_heading(change: ResourceChange) -> str:
+    """``<address> will be <verb>[, because <reason>]``: one resource's change as a sentence."""
+    reason = change.reason.sentence
+    return f"{change.address} {_VERB[change.action]}" + (f", because {reason}" if reason else "")
+
+
+def change_body(change: ResourceChange) -> list[str]:
+    """The attribute lines of one change (secrets masked, no colour), without its heading."""
+    return list(_change_lines(change, Style(False)))[2:]
+
+
+def drift_body(drift: Drift) -> list[str]:
+    """The attribute lines of one drifted resource (masked, no colour), without its heading."""
+    return list(_drift_lines(drift, Style(False)))[1:]
+
+
 def _change_lines(change: ResourceChange, style: Style) -> Iterator[str]:
     color = _COLOR.get(change.action, "bold")
     reason = change.reason.sentence
@@ -119,6 +135,8 @@ def _unchanged_count(before: dict[str, Any], diffs: list[AttributeChange]) -> in
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return f"({len(value)} item{'s' if len(value) != 1 else ''})"  # computed lists: a count, not a JSON line
     if isinstance(value, str):
         if value.startswith("(") and value.endswith(")"):
             return value  # (known after apply), (sensitive value)

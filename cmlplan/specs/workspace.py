@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .common import Name, StrictModel
+from .common import ENV_REFERENCE, Name, StrictModel
 from .units import Duration
 
 MAX_REPLICAS_CEILING = 199
@@ -18,8 +18,27 @@ class User(StrictModel):
 
 
 class StateSettings(StrictModel):
-    backend: Literal["file"] = Field("file", description="where state is kept: file (default)")
-    path: str = Field(".cmlplan/state.json", description="state file path, relative to the spec folder")
+    backend: Literal["file", "postgres"] = Field(
+        "file", description="where state is kept: file (default) or postgres (shared by a team and CI)"
+    )
+    path: str = Field(".cmlplan/state.json", description="state file path, relative to the spec folder (file)")
+    dsn: str | None = Field(
+        None, description="PostgreSQL connection string, only as ${env:NAME} so no password sits in a spec (postgres)"
+    )
+    workspace: Name | None = Field(
+        None, description="name of this state in the database (postgres; default: the Workspace's name)"
+    )
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> StateSettings:
+        if self.backend == "postgres":
+            if self.dsn is None:
+                raise ValueError("backend postgres needs dsn: ${env:NAME} (e.g. ${env:CMLPLAN_STATE_DSN})")
+            if not ENV_REFERENCE.match(self.dsn):
+                raise ValueError("dsn must be an ${env:NAME} reference: a connection string holds a password")
+        elif self.dsn is not None or self.workspace is not None:
+            raise ValueError("dsn and workspace are settings of backend postgres")
+        return self
 
 
 class Limits(StrictModel):

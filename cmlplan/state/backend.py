@@ -1,15 +1,16 @@
 """The interface the engine uses to load, save and lock state, whatever stores it.
 
-Only the local file backend exists today; the engine depends on this Protocol so a remote backend
-can be added without touching plan or apply code.
+The local file backend and PostgreSQL implement it; the engine depends on this Protocol only, and
+``open.open_backend`` picks one from the Workspace's ``state:`` settings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from cmlplan.state.document import StateDocument
+from cmlplan.state.document import StateDelta, StateDocument
 from cmlplan.state.lock import LockInfo
 
 # Entering the lock yields the LockInfo that now holds it; leaving releases it if still ours.
@@ -28,6 +29,18 @@ class StateBackend(Protocol):
 
         ``doc`` itself is left unchanged: keep working on the returned document.
         """
+        ...
+
+    def checkpoint(self, doc: StateDocument) -> None:
+        """Store ``doc`` whole at its own serial, folding in whatever was appended before it."""
+        ...
+
+    def append_ready(self) -> bool:
+        """True when ``append`` may record deltas now (else write a checkpoint first)."""
+        ...
+
+    def append(self, deltas: Sequence[StateDelta]) -> None:
+        """Durably record ``deltas`` (the next serials, in order) at a cost independent of the state's size."""
         ...
 
     def lock(self, info: LockInfo, wait: float = 0.0) -> Lock:

@@ -14,7 +14,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    ValidationError,
+)
 
 from cmlplan import __version__
 from cmlplan.errors import CmlplanError
@@ -81,6 +90,17 @@ class StateDocument(_Model):
     resources: dict[str, ResourceState] = Field(default_factory=dict)
     builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
     counters: dict[str, int] = Field(default_factory=dict)
+    # What changed since the last ``take_delta()``, so a backend can record one action in O(1).
+    _changed: set[str] = PrivateAttr(default_factory=set)
+    _new_builds: dict[str, list[BuildRecord]] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the recorded content is; pending-change bookkeeping does not count."""
+        if not isinstance(other, StateDocument):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     @classmethod
     def new(cls, workspace_id: str) -> StateDocument:
@@ -96,14 +116,59 @@ class StateDocument(_Model):
     def set_resource(self, address: str, resource: ResourceState) -> None:
         """Record ``resource`` at ``address``, replacing what was there."""
         self.resources[address] = resource
+        self._changed.add(address)
 
     def remove_resource(self, address: str) -> ResourceState | None:
         """Forget ``address``; returns what was recorded, or None if nothing was."""
+        self._changed.add(address)
         return self.resources.pop(address, None)
 
     def add_build(self, model_address: str, record: BuildRecord) -> None:
         """Append a build of ``model_address``."""
         self.builds.setdefault(model_address, []).append(record)
+        self._new_builds.setdefault(model_address, []).append(record)
+
+    def has_pending_changes(self) -> bool:
+        """True when resources or builds changed since the last ``take_delta()``/``mark_saved()``."""
+        return bool(self._changed or self._new_builds)
+
+    def take_delta(self) -> StateDelta:
+        """What changed since the last call, as the next serial; bumps ``serial`` and forgets the changes.
+
+        Costs what changed, not the size of the document: this is how one action is recorded.
+        """
+        delta = StateDelta(
+            lineage=self.lineage,
+            serial=self.serial + 1,
+            resources={address: self.resources.get(address) for address in sorted(self._changed)},
+            builds={model: list(records) for model, records in self._new_builds.items()},
+            counters=dict(self.counters),
+        )
+        self.serial += 1
+        self.mark_saved()
+        return delta
+
+    def mark_saved(self) -> None:
+        """Forget the pending changes: they are in a document written whole."""
+        self._changed = set()
+        self._new_builds = {}
+
+    def apply_delta(self, delta: StateDelta) -> None:
+        """Fold a recorded delta (the next serial of this lineage) into this document."""
+        if delta.lineage != self.lineage or delta.serial != self.serial + 1:
+            raise StateError(
+                f"journal entry for serial {delta.serial} (lineage {delta.lineage}) does not follow "
+                f"serial {self.serial} (lineage {self.lineage})"
+            )
+        for address, resource in delta.resources.items():
+            if resource is None:
+                self.resources.pop(address, None)
+            else:
+                self.resources[address] = resource
+        for model, records in delta.builds.items():
+            self.builds.setdefault(model, []).extend(records)
+        self.counters = dict(delta.counters)
+        self.serial = delta.serial
 
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys, indent 2, trailing newline) so state diffs stay readable.
@@ -134,6 +199,21 @@ class StateDocument(_Model):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise StateError(f"state file {source} is invalid: {_describe(exc)}") from None
+
+
+class StateDelta(_Model):
+    """One recorded step of a state: the resources it set (None: removed), builds added, counters."""
+
+    lineage: Lineage
+    serial: int = Field(ge=1)
+    cmlplan_version: str = __version__
+    resources: dict[str, ResourceState | None] = Field(default_factory=dict)
+    builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One line of ASCII JSON (no newline), the unit a journal or history row stores."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=True, allow_nan=False)
 
 
 def _reject_constant(name: str) -> Any:

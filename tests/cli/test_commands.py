@@ -101,7 +101,8 @@ def test_plan_detailed_exitcode_then_apply(ws: str) -> None:
 
 def test_plan_formats(ws: str) -> None:
     markdown = cmlplan("plan", "-C", ws, "-format", "markdown").out
-    assert "| | resource | action | why |" in markdown
+    assert "**Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy.**" in markdown
+    assert markdown.count("<details><summary><code>+ ") == 5
     data = json.loads(cmlplan("plan", "-C", ws, "--json").out)
     assert data["summary"] == {"add": 5, "change": 0, "replace": 0, "destroy": 0}
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from cmlplan.state.document import StateDocument
+from cmlplan.state.file import FileBackend
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("cmlplan_local_e2e_fixtures", HERE.parent / "providers" / "local" / "conftest.py")
@@ -60,6 +61,7 @@ class FaultWorkspace(LiveWorkspace):
     """A LiveWorkspace with fault-injection helpers."""
 
     state_file: Path | None = None  # set when the spec puts state elsewhere (Workspace spec.state.path)
+    state_dsn: str | None = None  # set when the spec keeps state in PostgreSQL (workspace "prod")
 
     @property
     def state_path(self) -> Path:
@@ -68,7 +70,7 @@ class FaultWorkspace(LiveWorkspace):
     def teardown(self) -> None:
         """LiveWorkspace.teardown, for a state file wherever the spec put it."""
         try:
-            if self.state_path.exists():
+            if self.state_path.exists() or self.state_dsn is not None:
                 self.cli("destroy", "-auto-approve", check=False)
         finally:
             try:
@@ -83,9 +85,17 @@ class FaultWorkspace(LiveWorkspace):
         return self.state_path.with_suffix(".lock")
 
     def state(self) -> StateDocument | None:
-        if not self.state_path.exists():
-            return None
-        return StateDocument.from_json(self.state_path.read_bytes(), str(self.state_path))
+        """The state as cmlplan loads it: the document with its journal of recorded actions folded in."""
+        if self.state_dsn is not None:
+            from cmlplan.state.dsn import DatabaseAddress
+            from cmlplan.state.postgres import PostgresBackend
+
+            backend = PostgresBackend(DatabaseAddress.parse(self.state_dsn, "dsn"), "prod")
+            try:
+                return backend.read()
+            finally:
+                backend.close()
+        return FileBackend(self.state_path).read()
 
     @property
     def resume_file(self) -> Path:

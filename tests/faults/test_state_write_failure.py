@@ -65,6 +65,8 @@ def test_state_write_failure_stops_apply_and_keeps_previous_state(tmp_path: Path
             assert before is not None and before.serial == 2
             assert sorted(before.resources) == ["model.numbers/add", "project.numbers"]
             previous = ws.state_path.read_bytes()
+            journal = ws.state_path.with_name("state.json.journal")
+            previous_journal = journal.read_bytes()
             if fault == "disk-full":
                 filler = fill(statefs)
             else:
@@ -85,6 +87,7 @@ def test_state_write_failure_stops_apply_and_keeps_previous_state(tmp_path: Path
         assert "deployment.numbers/add: Creating" not in output and "proxy.default: Creating" not in output, output
         assert not [n for n in ws.programs_by_name() if n.startswith(("r.", "cmlplan-proxy"))]
         assert ws.state_path.read_bytes() == previous
+        assert journal.read_bytes() == previous_journal, "the failed write must leave the journal as it was"
         assert ws.state().serial == 2
 
         # the fault goes away: apply converges (the lock may remain on a read-only disk)

@@ -48,6 +48,16 @@ def _add_apikey(folder: Path) -> None:
     path.write_text(path.read_text() + APIKEY)
 
 
+def _move_proxy(folder: Path) -> None:
+    path = folder / SPEC
+    path.write_text(path.read_text().replace("port: 8788", "port: 8790"))
+
+
+def _scale_replicas(folder: Path) -> None:
+    path = folder / SPEC
+    path.write_text(path.read_text().replace("replicas: 2", "replicas: 5"))
+
+
 def _drift_replicas(world: dict) -> None:
     world["deployment.numbers/add"]["replicas"] = 5
 
@@ -67,6 +77,8 @@ CASES = [
     Case("drift_replicas", live=_drift_replicas),
     Case("model_removed", after=_remove_model),
     Case("apikey_added", after=_add_apikey),
+    Case("proxy_replaced", after=_move_proxy),
+    Case("replicas_scaled", after=_scale_replicas),
 ]
 
 

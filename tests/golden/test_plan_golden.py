@@ -90,4 +90,8 @@ def test_plan_golden(case: str, tmp_path: Path, fake: FakeProvider) -> None:
 
 
 def test_every_required_case_exists() -> None:
-    assert {"create_all", "noop", "source_changed", "drift_replicas", "model_removed", "apikey_added"} <= set(CASES)
+    # one case per action kind: create, no-op, create-then-delete, update (drift and spec), delete, replace
+    assert {
+        "create_all", "noop", "source_changed", "drift_replicas", "model_removed", "apikey_added", "proxy_replaced",
+        "replicas_scaled",
+    } <= set(CASES)

@@ -118,11 +118,52 @@ def test_color_enabled_honours_no_color(monkeypatch: pytest.MonkeyPatch) -> None
     assert color_enabled(io.StringIO()) is True
 
 
-def test_markdown_table(plan: Plan) -> None:
+def test_markdown_flags_destroys_and_replaces_at_the_top(plan: Plan) -> None:
     text = render_markdown(plan)
-    assert "| | resource | action | why |" in text
-    assert "| `+/-` | `deployment.p/m` | create-then-delete | it serves a new build |" in text
-    assert "| `-` | `deployment.p/old` | delete | it is no longer in the specs |" in text
-    assert "**Plan: 2 to add, 1 to change, 2 to replace, 1 to destroy.**" in text
-    assert "**1 resource(s) changed outside cmlplan.**" in text
-    assert "```diff" in text and "<details>" in text
+    top, _, rest = text.partition("#### Changes")
+    assert "**Plan: 2 to add, 1 to change, 2 to replace, 1 to destroy.**" in top
+    assert "> **1 to destroy and 2 to replace:**" in top
+    assert "> - `-` `deployment.p/old` will be destroyed, because it is no longer in the specs" in top
+    assert "> - `+/-` `deployment.p/m` will be replaced" in top
+    assert "#### Changed outside cmlplan (1)" in top
+    assert rest.count("<details><summary>") == 6 and rest.count("</details>") == 6
+
+
+def test_markdown_masks_secrets_and_escapes_html(plan: Plan) -> None:
+    text = render_markdown(plan)
+    assert "(sensitive value)" in text
+    for change in plan.changes:
+        for value in (change.after or {}).values():
+            if isinstance(value, str) and value.startswith("sha256:"):
+                assert value not in text
+    hostile = Plan(changes=(ResourceChange("project.<b>x</b>", "project", Action.CREATE, ActionReason.CREATE_BECAUSE_NEW, None, {"a": "```"}),))
+    out = render_markdown(hostile)
+    assert "<b>x</b>" not in out.split("```diff")[0].replace("`project.<b>x</b>`", "") and "&lt;b&gt;" in out
+    assert out.count("```") == 2, "a value must not close the code block"
+
+
+def test_markdown_truncates_long_diffs_with_a_note() -> None:
+    after = {f"key_{n:03d}": n for n in range(100)}
+    big = Plan(changes=(ResourceChange("project.big", "project", Action.CREATE, ActionReason.CREATE_BECAUSE_NEW, None, after),))
+    text = render_markdown(big)
+    assert "key_039" in text and "key_040" not in text
+    assert "_60 more lines not shown; run `cmlplan plan` for the whole diff._" in text
+    long_value = Plan(changes=(ResourceChange("project.long", "project", Action.CREATE, ActionReason.CREATE_BECAUSE_NEW, None, {"d": "x" * 5000}),))
+    assert max(len(line) for line in render_markdown(long_value).splitlines()) <= 200
+
+
+def test_markdown_no_changes() -> None:
+    text = render_markdown(Plan(changes=()))
+    assert "**No changes.**" in text and "<details>" not in text
+
+
+def test_a_computed_list_collapses_to_a_count_and_the_real_change_shows() -> None:
+    processes = [{"name": f"r.p.m.d1.{i}", "pid": 100 + i, "url": f"http://127.0.0.1:{9000 + i}"} for i in range(3)]
+    before = {"replicas": 3, "processes": processes, "cpu": 1}
+    after = {"replicas": 5, "processes": "(known after apply)", "cpu": 1}
+    scaled = Plan(changes=(ResourceChange("deployment.p/m", "deployment", Action.UPDATE, ActionReason.UPDATE_BECAUSE_SPEC_CHANGED, before, after),))
+    text = render_text(scaled)
+    assert "~ processes = (3 items) -> (known after apply)" in text
+    assert "~ replicas = 3 -> 5" in text
+    assert "pid" not in text and "127.0.0.1" not in text
+    assert "processes = (3 items)" in render_markdown(scaled)

@@ -292,7 +292,7 @@ class LocalProvider:
     async def _route(self, request: ApplyRequest, planned: Attributes, processes: list[dict[str, Any]]) -> None:
         generation = route_model(self.routes, planned, processes)
         if await self._reload_proxy(generation):
-            request.progress("the proxy routes to the new replicas")
+            request.progress(f"the proxy routes to {len(processes)} replica{'s' if len(processes) != 1 else ''}")
 
     async def _reload_proxy(self, generation: int | None = None) -> bool:
         """Tell running proxies to reload routes and wait until one serves ``generation``.
