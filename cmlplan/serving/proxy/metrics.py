@@ -37,7 +37,13 @@ class ProxyMetrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.registry.register(_LiveState(busy_source, generation_source))
+        self._internal = Counter(
+            "cmlplan_proxy_internal_errors_total",
+            "Requests answered 500 proxy.internal: an unexpected error in the proxy itself.",
+            registry=self.registry,
+        )
+        self.connections_source: Callable[[], int] = lambda: 0
+        self.registry.register(_LiveState(busy_source, generation_source, lambda: self.connections_source()))
         self._pending: list[tuple[str, int, float]] = []
 
     def record(self, model: str, status: int, started: float) -> None:
@@ -46,6 +52,9 @@ class ProxyMetrics:
         pending.append((model, status, monotonic() - started))
         if len(pending) >= FLUSH_AT:
             self.flush()
+
+    def internal_error(self) -> None:
+        self._internal.inc()
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -61,9 +70,12 @@ class ProxyMetrics:
 class _LiveState(Collector):
     """Gauges computed at scrape time from the proxy's live state."""
 
-    def __init__(self, busy_source: BusySource, generation_source: Callable[[], int]) -> None:
+    def __init__(
+        self, busy_source: BusySource, generation_source: Callable[[], int], connections: Callable[[], int]
+    ) -> None:
         self._busy_source = busy_source
         self._generation_source = generation_source
+        self._connections = connections
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         busy = GaugeMetricFamily(
@@ -76,6 +88,11 @@ class _LiveState(Collector):
             "cmlplan_proxy_routes_generation",
             "Generation of the loaded routing table.",
             value=self._generation_source(),
+        )
+        yield GaugeMetricFamily(
+            "cmlplan_proxy_connections_open",
+            "Client connections open on this proxy.",
+            value=self._connections(),
         )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
