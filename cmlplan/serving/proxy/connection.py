@@ -139,7 +139,7 @@ class Connection(asyncio.Protocol):
             if not isinstance(exc.__context__, _StopParsing):
                 log.error("unexpected error while reading a request", exc_info=exc.__context__)
                 self.hub.handler.metrics.internal_error()
-                self.refuse(500, INTERNAL_BODY)
+                self.refuse(500, INTERNAL_BODY)  # counted there
             return
         except httptools.HttpParserUpgrade:
             self.refuse(400, error_body("request.invalid", "protocol upgrades are not supported"))
@@ -253,7 +253,7 @@ class Connection(asyncio.Protocol):
             return
         self.phase = BUSY
         self.current = request
-        self.hub.handler.handle(self, request)
+        self.dispatch(request)
 
     # ------------------------------------------------------------ answering
 
@@ -298,7 +298,16 @@ class Connection(asyncio.Protocol):
         if request.error is not None:
             self.answer_refusal(request)
         else:
+            self.dispatch(request)
+
+    def dispatch(self, request: Request) -> None:
+        try:
             self.hub.handler.handle(self, request)
+        except Exception:  # a bug: answer 500 with the CML body, never a stack trace on the wire
+            log.exception("unexpected error while handling a request")
+            self.hub.handler.metrics.internal_error()
+            self.hub.handler.count_refusal(500)
+            self.respond(request, 500, INTERNAL_BODY, close=True)
 
     def refuse_request(self, request: Request, error: ProxyError) -> None:
         """From a parser callback: refuse the request being read (413, 431, bad length) and stop parsing.
