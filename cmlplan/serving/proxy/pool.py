@@ -9,6 +9,7 @@ A replica can also be *cooling*: refused the connection (down for ~1 s) or answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -89,15 +90,14 @@ class Pool:
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
+        timer = loop.call_later(max(0.0, deadline - monotonic()), self._time_out, waiter)
         try:
-            await asyncio.wait((waiter,), timeout=max(0.0, deadline - monotonic()))
+            return await waiter
         except BaseException:
             self._abandon(waiter)
             raise
-        if not waiter.done():
-            self._abandon(waiter)
-            return None
-        return waiter.result()
+        finally:
+            timer.cancel()
 
     def release(self, replica: Replica, cooldown: float = 0.0, *, down: bool = False) -> None:
         """Give a replica back; with cooldown it is not tried again for that many seconds."""
@@ -162,7 +162,7 @@ class Pool:
             waiter.set_result(replica)
 
     def _abandon(self, waiter: asyncio.Future[Replica | None]) -> None:
-        """Leave the line; a replica handed over in the same instant goes back to the pool."""
+        """Leave the line (cancelled); a replica handed over in the same instant goes back to the pool."""
         if waiter in self._waiters:
             self._waiters.remove(waiter)
         if waiter.done() and not waiter.cancelled():
@@ -171,3 +171,10 @@ class Pool:
                 self.release(replica)
         else:
             waiter.cancel()
+
+    def _time_out(self, waiter: asyncio.Future[Replica | None]) -> None:
+        """The deadline passed while waiting: leave the line, the request gets None (429)."""
+        if not waiter.done():
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            waiter.set_result(None)
