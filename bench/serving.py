@@ -16,7 +16,9 @@ points at concurrency > 1 include 429s: non-2xx are counted and printed separate
 2xx only. Latency percentiles come from wrk (``wrk --latency``) and cover every response,
 429s included; without wrk a bounded aiohttp load generator is used (its latencies are 2xx only).
 
-CPU per request: the proxy's and the replicas' utime+stime (from /proc/PID/stat) over a point,
+Each point is measured in ``--rounds`` turns (4 by default) taken in turn with the other two kinds,
+then merged (sums; median p50/p99), so that a machine shared with other work does not favour one
+of them. CPU per request: the proxy's and the replicas' utime+stime (from /proc/PID/stat) over a point,
 divided by the requests answered in it.
 
 References, side by side in the same run, each when importable by ``--reference-python`` (this
@@ -70,6 +72,8 @@ TARGET_PROXY_CPU_US = 150.0  # proxy CPU per answered request at c=8
 TARGET_REPLICA_RATIO = 1.6  # proxy-2r / proxy-1r throughput at c=8
 TARGET_REFERENCE_RATIO = 2.5  # proxy-2r vs mlflow -w 2 and BentoML (2 workers) at c=8
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+MLFLOW = "mlflow serve -w 2"
+BENTOML = "BentoML (2 workers)"
 START_TIMEOUT = 60.0
 MLFLOW_START_TIMEOUT = 180.0
 
@@ -366,6 +370,8 @@ class Load:
         proxy_pid: int | None = None,
         replica_pids: tuple[int, ...] = (),
         profile: Path | None = None,
+        *,
+        quiet: bool = False,
     ) -> Point:
         proxy_before = cpu_seconds([proxy_pid]) if proxy_pid else 0.0
         replicas_before = cpu_seconds(list(replica_pids))
@@ -379,7 +385,8 @@ class Load:
             point.proxy_cpu_us = (cpu_seconds([proxy_pid]) - proxy_before) / answered * 1e6
         if replica_pids:
             point.replica_cpu_us = (cpu_seconds(list(replica_pids)) - replicas_before) / answered * 1e6
-        print(row(point), flush=True)
+        if not quiet:
+            print(row(point), flush=True)
         if spy is not None and profile is not None:
             finish_profile(spy, profile)
         return point
@@ -414,6 +421,31 @@ def check(url: str, body: bytes, what: str) -> Any:
     return json.loads(reply)
 
 
+def merge(points: list[Point]) -> Point:
+    """One point from rounds measured in turn with the others: sums, median percentiles, weighted CPU."""
+    first = points[0]
+    requests = sum(p.requests for p in points)
+
+    def weighted(values: list[tuple[float | None, int]]) -> float | None:
+        if any(v is None for v, _ in values) or not requests:
+            return None
+        return sum(v * n for v, n in values if v is not None) / requests
+
+    return Point(
+        first.label,
+        first.concurrency,
+        requests,
+        sum(p.ok for p in points),
+        sum(p.non2xx for p in points),
+        sum(p.errors for p in points),
+        sum(p.seconds for p in points),
+        statistics.median(p.p50_ms for p in points),
+        statistics.median(p.p99_ms for p in points),
+        weighted([(p.proxy_cpu_us, p.requests) for p in points]),
+        weighted([(p.replica_cpu_us, p.requests) for p in points]),
+    )
+
+
 def bench_model(
     procs: Processes,
     load: Load,
@@ -424,31 +456,54 @@ def bench_model(
     function: str,
     request: Any,
     levels: list[int],
+    rounds: int,
     profile: Path | None,
+    references: dict[str, tuple[str, bytes]] | None = None,
 ) -> dict[str, dict[int, Point]]:
+    """direct, proxy-1r and proxy-2r (and at c=8 the references) measured in turn, ``rounds`` times
+    per level, then merged.
+
+    Taking turns keeps a machine shared with other work from favouring one of them: the
+    comparisons (added latency, 2r/1r, vs mlflow and BentoML) are made from interleaved samples.
+    """
     direct_body = json.dumps(request).encode()
     proxy_body = json.dumps({"accessKey": ACCESS_KEY, "request": request}).encode()
     r1, pid1 = start_replica(procs, f"{name}-r1", folder, file, function)
     r2, pid2 = start_replica(procs, f"{name}-r2", folder, file, function)
     reply = check(r1 + "/predict", direct_body, f"{name} replica")
     print(f"# {name}: replica answers {json.dumps(reply.get('response'))}", flush=True)
-    results: dict[str, dict[int, Point]] = {"direct": {}, "proxy-1r": {}, "proxy-2r": {}}
+    one, one_proc = start_proxy(procs, f"{name}-proxy-1r", work, [(f"{name}-r1", r1)])
+    two, two_proc = start_proxy(procs, f"{name}-proxy-2r", work, [(f"{name}-r1", r1), (f"{name}-r2", r2)])
+    check(one + "/model", proxy_body, f"{name} proxy-1r")
+    check(two + "/model", proxy_body, f"{name} proxy-2r")
+    targets = {
+        "direct": (r1 + "/predict", direct_body, None, (pid1,)),
+        "proxy-1r": (one + "/model", proxy_body, one_proc.pid, (pid1,)),
+        "proxy-2r": (two + "/model", proxy_body, two_proc.pid, (pid1, pid2)),
+    }
+    for label, (url, body) in (references or {}).items():
+        targets[label] = (url, body, None, ())
+    results: dict[str, dict[int, Point]] = {kind: {} for kind in targets}
     for c in levels:
-        results["direct"][c] = load.point(r1 + "/predict", direct_body, c, f"{name} direct", None, (pid1,))
-    for kind, replicas, pids in (
-        ("proxy-1r", [(f"{name}-r1", r1)], (pid1,)),
-        ("proxy-2r", [(f"{name}-r1", r1), (f"{name}-r2", r2)], (pid1, pid2)),
-    ):
-        url, proc = start_proxy(procs, f"{name}-{kind}", work, replicas)
-        check(url + "/model", proxy_body, f"{name} {kind}")
-        for c in levels:
-            sampled = (
-                profile / f"{name}-{kind}-c{c}.txt" if profile and kind == "proxy-2r" and c == 8 else None
-            )
-            results[kind][c] = load.point(
-                url + "/model", proxy_body, c, f"{name} {kind}", proc.pid, pids, sampled
-            )
-        procs.stop(proc)
+        kinds = [k for k in targets if c == 8 or k in ("direct", "proxy-1r", "proxy-2r")]
+        samples: dict[str, list[Point]] = {kind: [] for kind in kinds}
+        for index in range(rounds):
+            for kind in kinds:
+                url, body, proxy_pid, pids = targets[kind]
+                last = index == rounds - 1
+                sampled = (
+                    profile / f"{name}-{kind}-c{c}.txt"
+                    if profile and last and kind == "proxy-2r" and c == 8
+                    else None
+                )
+                samples[kind].append(
+                    load.point(url, body, c, f"{name} {kind}", proxy_pid, pids, sampled, quiet=True)
+                )
+        for kind in kinds:
+            results[kind][c] = merge(samples[kind])
+            print(row(results[kind][c]), flush=True)
+    procs.stop(one_proc)
+    procs.stop(two_proc)
     return results
 
 
@@ -501,7 +556,9 @@ def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 12) -> No
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + int(count)
     if not total:
         return
-    print(f"# profile of the proxy ({total} busy samples at 200 Hz, {out}); a leaf in the loop's run is C code")
+    print(
+        f"# profile of the proxy ({total} busy samples at 200 Hz, {out}); a leaf in the loop's run is C code"
+    )
     for title, table in (("inclusive", inclusive), ("self", leaf)):
         print(f"#  by {title} share:")
         for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:
@@ -543,9 +600,8 @@ class Iris:
 """
 
 
-def mlflow_reference(
-    procs: Processes, load: Load, work: Path, iris: Path, python: str, concurrency: int
-) -> Point | None:
+def start_mlflow(procs: Processes, work: Path, iris: Path, python: str) -> tuple[str, bytes] | None:
+    """``mlflow models serve -w 2`` on the iris model; (URL, body) of its fastest input, or None."""
     if not importable(python, "mlflow.sklearn"):
         print(f"# mlflow not importable by {python}: reference skipped", flush=True)
         return None
@@ -566,19 +622,15 @@ def mlflow_reference(
         "mlflow", argv, cwd=work, env={"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     )
     url = f"http://{HOST}:{port}"
-    try:
-        wait_http(procs, "mlflow", proc, url + "/ping", MLFLOW_START_TIMEOUT)
-        body = json.dumps({"inputs": [[5.4]]}).encode()
-        reply = check(url + "/invocations", body, "mlflow")
-        print(f"# mlflow answers {json.dumps(reply)}", flush=True)
-        return load.point(url + "/invocations", body, concurrency, "iris mlflow serve -w 2")
-    finally:
-        procs.stop(proc)
+    wait_http(procs, "mlflow", proc, url + "/ping", MLFLOW_START_TIMEOUT)
+    body = json.dumps({"inputs": [[5.4]]}).encode()
+    reply = check(url + "/invocations", body, "mlflow")
+    print(f"# mlflow answers {json.dumps(reply)}", flush=True)
+    return url + "/invocations", body
 
 
-def bentoml_reference(
-    procs: Processes, load: Load, work: Path, iris: Path, python: str, concurrency: int
-) -> Point | None:
+def start_bentoml(procs: Processes, work: Path, iris: Path, python: str) -> tuple[str, bytes] | None:
+    """A BentoML service with 2 workers doing the same predict; (URL, body), or None."""
     if not importable(python, "bentoml"):
         print(f"# bentoml not importable by {python}: reference skipped", flush=True)
         return None
@@ -592,14 +644,11 @@ def bentoml_reference(
     env = {"PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "BENTOML_DO_NOT_TRACK": "true"}
     proc = procs.start("bentoml", argv, cwd=folder, env=env)
     url = f"http://{HOST}:{port}"
-    try:
-        wait_http(procs, "bentoml", proc, url + "/readyz", MLFLOW_START_TIMEOUT)
-        body = json.dumps({"petal_length": 5.4}).encode()
-        reply = check(url + "/predict", body, "bentoml")
-        print(f"# bentoml answers {json.dumps(reply)}", flush=True)
-        return load.point(url + "/predict", body, concurrency, "iris bentoml 2 workers")
-    finally:
-        procs.stop(proc)
+    wait_http(procs, "bentoml", proc, url + "/readyz", MLFLOW_START_TIMEOUT)
+    body = json.dumps({"petal_length": 5.4}).encode()
+    reply = check(url + "/predict", body, "bentoml")
+    print(f"# bentoml answers {json.dumps(reply)}", flush=True)
+    return url + "/predict", body
 
 
 # ---------------------------------------------------------------- setup
@@ -693,11 +742,15 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-python", default=PYTHON, help="python that imports mlflow and/or bentoml (a side venv)"
     )
     parser.add_argument("--no-references", action="store_true", help="skip mlflow and BentoML")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="split each point into this many turns taken with the others"
+    )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the proxy-2r c=8 point into DIR")
     args = parser.parse_args(argv)
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
     duration = min(max(duration, 1.0), 120.0)
     levels = [1, 8] if args.quick else [1, 8, 64]
+    rounds = max(1, min(args.rounds, int(duration)))
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
 
     def on_term(signum: int, frame: object) -> None:
@@ -710,9 +763,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     procs = Processes(work / "logs")
-    load = Load(work, duration)
+    load = Load(work, duration / max(1, min(args.rounds, int(duration))))
     print(
-        f"# load generator: {load.tool}; {duration:g} s per point; concurrency {levels}; cpus {os.cpu_count()}"
+        f"# load generator: {load.tool}; {duration:g} s per point in {rounds} turns; concurrency {levels};"
+        f" cpus {os.cpu_count()}"
     )
     print("# latency percentiles cover every response (429s included) with wrk; throughput counts 2xx only")
     print("# us/req: utime+stime of the proxy / of the replicas over the point, per answered request")
@@ -736,6 +790,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "iris" in wanted:
             folder = prepare_iris(work)
+            started: dict[str, tuple[str, bytes]] = {}
+            if not args.no_references:
+                python = args.reference_python
+                for label, start in ((MLFLOW, start_mlflow), (BENTOML, start_bentoml)):
+                    reference = start(procs, work, folder, python)
+                    references[label] = None
+                    if reference is not None:
+                        started[label] = reference
             all_results["iris"] = bench_model(
                 procs,
                 load,
@@ -746,13 +808,12 @@ def main(argv: list[str] | None = None) -> int:
                 "predict",
                 {"petal_length": 5.4},
                 levels,
+                rounds,
                 args.profile,
+                started,
             )
-            procs.close()  # replicas off before the references run
-            if not args.no_references:
-                python = args.reference_python
-                references["mlflow serve -w 2"] = mlflow_reference(procs, load, work, folder, python, 8)
-                references["BentoML (2 workers)"] = bentoml_reference(procs, load, work, folder, python, 8)
+            for label in started:
+                references[label] = all_results["iris"].pop(label).get(8)
         report(all_results, references)
     except KeyboardInterrupt:
         print("interrupted: stopping processes", file=sys.stderr)
