@@ -380,3 +380,26 @@ def test_an_unexpected_error_is_a_500_with_the_cml_body_and_counted(serving: Any
     assert "cmlplan_proxy_internal_errors_total 2.0" in metrics
     assert 'cmlplan_proxy_requests_total{code="500",model="-"} 2.0' in metrics
     assert "injected fault" in proxy.output()  # logged with its traceback, for the operator
+
+
+WITHOUT_ORJSON = """
+import sys
+sys.modules["orjson"] = None  # as if it were not installed: the codec falls back to the stdlib
+from cmlplan.serving.proxy import __main__ as entry
+entry.main(sys.argv[1:])
+"""
+
+
+def test_without_orjson_the_proxy_is_as_strict(serving: Any) -> None:
+    replica = serving.replica("add")
+    routes = serving.write_routes(
+        serving.tmp / "routes.json",
+        {KEY: serving.model_entry("model.iris/add", [replica])},
+    )
+    proxy = serving.proxy(routes, launcher=["-c", WITHOUT_ORJSON])
+    _assert_serving(serving, proxy)
+    for value in (b"NaN", b"Infinity", b"-Infinity", b"[1, NaN]"):
+        body = b'{"accessKey": "' + KEY.encode() + b'", "request": ' + value + b"}"
+        reply = serving.http("POST", proxy.url + "/model", body, {"Content-Type": "application/json"})
+        assert reply.status == 400, reply.raw
+        assert reply.body["errors"].keys() == {"request.invalid"}
