@@ -1,11 +1,11 @@
-"""Serving throughput and latency: replica direct vs the proxy in front of 1 and 2 replicas.
+"""Serving throughput, latency and proxy CPU: replica direct vs the proxy in front of 1 and 2 replicas.
 
 Starts real processes on 127.0.0.1 with this venv's python: replicas
 (``python -m cmlplan.serving.replica``, cwd the model folder) and the proxy
 (``python -m cmlplan.serving.proxy`` with a generated routes.json, authentication off), for the
 add-numbers model (examples/add-numbers/add.py:add) and the iris model (examples/iris/predict.py:
 predict, after running fit.py in a temp copy). For each model it measures, at concurrency 1, 8
-and 64 (``--quick``: 1 and 8, 1 s per point):
+and 64 (``--quick``: 1 and 8):
 
   direct     POST /predict on one replica with the request JSON
   proxy-1r   POST /model {"accessKey", "request"} on a proxy routing to that replica
@@ -16,12 +16,27 @@ points at concurrency > 1 include 429s: non-2xx are counted and printed separate
 2xx only. Latency percentiles come from wrk (``wrk --latency``) and cover every response,
 429s included; without wrk a bounded aiohttp load generator is used (its latencies are 2xx only).
 
-With mlflow importable, the iris model is also saved with mlflow.sklearn.save_model and served by
-``mlflow models serve --env-manager local`` as a reference. Every process is killed on exit.
-Numbers are printed side by side from one run; nothing here asserts on time.
+Each point is measured in ``--rounds`` turns (4 by default) taken in turn with the other two kinds,
+then merged (sums; median p50/p99), so that a machine shared with other work does not favour one
+of them. CPU per request: the proxy's and the replicas' utime+stime (from /proc/PID/stat) over a point,
+divided by the requests answered in it.
+
+References, side by side in the same run, each when importable by ``--reference-python`` (this
+venv's python by default): ``mlflow models serve -w 2 --env-manager local`` on the iris model
+saved with mlflow.sklearn.save_model, called with its fastest input (``{"inputs": [[5.4]]}``), and
+a BentoML 1.4 service with 2 workers doing the same predict. The project does not depend on
+either; put them in a side venv:
+
+    python3 -m venv /tmp/refvenv
+    /tmp/refvenv/bin/pip install "mlflow>=2.16" "bentoml>=1.4,<1.5" scikit-learn
+    .venv/bin/python bench/serving.py --models iris --quick --reference-python /tmp/refvenv/bin/python
+
+``--profile DIR`` samples the proxy with py-spy (``pip install py-spy``) during the proxy-2r c=8
+point and prints where its time went. Every process is killed on exit. Numbers are printed side by
+side from one run; nothing here asserts on time.
 
     .venv/bin/python bench/serving.py
-    .venv/bin/python bench/serving.py --quick
+    .venv/bin/python bench/serving.py --models iris --duration 8 --quick
 """
 
 from __future__ import annotations
@@ -30,10 +45,8 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -54,8 +67,13 @@ PYTHON = sys.executable
 HOST = "127.0.0.1"
 SALT = "b3c4a5e6f7a8091a2b3c4d5e6f708192"
 ACCESS_KEY = "mbench-access-key-0123456789abcdef"
-TARGET_ADDED_MS = 1.0
-TARGET_MLFLOW_RATIO = 5.0
+TARGET_ADDED_MS = 0.3  # added p50 at c=1, iris
+TARGET_PROXY_CPU_US = 150.0  # proxy CPU per answered request at c=8
+TARGET_REPLICA_RATIO = 1.6  # proxy-2r / proxy-1r throughput at c=8
+TARGET_REFERENCE_RATIO = 2.5  # proxy-2r vs mlflow -w 2 and BentoML (2 workers) at c=8
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+MLFLOW = "mlflow serve -w 2"
+BENTOML = "BentoML (2 workers)"
 START_TIMEOUT = 60.0
 MLFLOW_START_TIMEOUT = 180.0
 
@@ -140,7 +158,7 @@ def wait_http(procs: Processes, name: str, proc: subprocess.Popen[bytes], url: s
     raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f} s:\n{procs.log_tail(name)}")
 
 
-def start_replica(procs: Processes, name: str, folder: Path, file: str, function: str) -> str:
+def start_replica(procs: Processes, name: str, folder: Path, file: str, function: str) -> tuple[str, int]:
     port = free_port()
     argv = [
         PYTHON,
@@ -162,7 +180,7 @@ def start_replica(procs: Processes, name: str, folder: Path, file: str, function
     proc = procs.start(name, argv, cwd=folder, env={"PYTHONPATH": str(REPO)})
     url = f"http://{HOST}:{port}"
     wait_http(procs, name, proc, url + "/healthz", START_TIMEOUT)
-    return url
+    return url, proc.pid
 
 
 def start_proxy(
@@ -211,10 +229,21 @@ class Point:
     seconds: float
     p50_ms: float
     p99_ms: float
+    proxy_cpu_us: float | None = None  # proxy utime+stime per answered request
+    replica_cpu_us: float | None = None  # all replicas' utime+stime per answered request
 
     @property
     def rps(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime+stime of these processes so far, from /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICK
 
 
 WRK_SCRIPT = """
@@ -332,19 +361,41 @@ class Load:
     def tool(self) -> str:
         return "wrk" if self.wrk else "aiohttp (wrk not installed)"
 
-    def point(self, url: str, body: bytes, concurrency: int, label: str) -> Point:
+    def point(
+        self,
+        url: str,
+        body: bytes,
+        concurrency: int,
+        label: str,
+        proxy_pid: int | None = None,
+        replica_pids: tuple[int, ...] = (),
+        profile: Path | None = None,
+        *,
+        quiet: bool = False,
+    ) -> Point:
+        proxy_before = cpu_seconds([proxy_pid]) if proxy_pid else 0.0
+        replicas_before = cpu_seconds(list(replica_pids))
+        spy = start_profile(profile, proxy_pid) if profile and proxy_pid else None
         if self.wrk:
             point = run_wrk(self.script, url, body, concurrency, self.duration, label)
         else:
             point = asyncio.run(_aiohttp_point(url, body, concurrency, self.duration, label))
-        print(row(point), flush=True)
+        answered = max(1, point.requests)
+        if proxy_pid:
+            point.proxy_cpu_us = (cpu_seconds([proxy_pid]) - proxy_before) / answered * 1e6
+        if replica_pids:
+            point.replica_cpu_us = (cpu_seconds(list(replica_pids)) - replicas_before) / answered * 1e6
+        if not quiet:
+            print(row(point), flush=True)
+        if spy is not None and profile is not None:
+            finish_profile(spy, profile)
         return point
 
 
 def header() -> str:
     return (
         f"{'point':<26} {'conc':>5} {'requests':>9} {'2xx':>9} {'non-2xx':>8} {'errors':>7}"
-        f" {'2xx req/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
+        f" {'2xx req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'proxy us/req':>12} {'replica us/req':>14}"
     )
 
 
@@ -352,7 +403,12 @@ def row(p: Point) -> str:
     return (
         f"{p.label:<26} {p.concurrency:>5d} {p.requests:>9d} {p.ok:>9d} {p.non2xx:>8d} {p.errors:>7d}"
         f" {p.rps:>10.1f} {p.p50_ms:>9.3f} {p.p99_ms:>9.3f}"
+        f" {_us(p.proxy_cpu_us):>12} {_us(p.replica_cpu_us):>14}"
     )
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 # ---------------------------------------------------------------- scenarios
@@ -365,6 +421,31 @@ def check(url: str, body: bytes, what: str) -> Any:
     return json.loads(reply)
 
 
+def merge(points: list[Point]) -> Point:
+    """One point from rounds measured in turn with the others: sums, median percentiles, weighted CPU."""
+    first = points[0]
+    requests = sum(p.requests for p in points)
+
+    def weighted(values: list[tuple[float | None, int]]) -> float | None:
+        if any(v is None for v, _ in values) or not requests:
+            return None
+        return sum(v * n for v, n in values if v is not None) / requests
+
+    return Point(
+        first.label,
+        first.concurrency,
+        requests,
+        sum(p.ok for p in points),
+        sum(p.non2xx for p in points),
+        sum(p.errors for p in points),
+        sum(p.seconds for p in points),
+        statistics.median(p.p50_ms for p in points),
+        statistics.median(p.p99_ms for p in points),
+        weighted([(p.proxy_cpu_us, p.requests) for p in points]),
+        weighted([(p.replica_cpu_us, p.requests) for p in points]),
+    )
+
+
 def bench_model(
     procs: Processes,
     load: Load,
@@ -375,67 +456,202 @@ def bench_model(
     function: str,
     request: Any,
     levels: list[int],
+    rounds: int,
+    profile: Path | None,
+    references: dict[str, tuple[str, bytes]] | None = None,
 ) -> dict[str, dict[int, Point]]:
+    """direct, proxy-1r and proxy-2r (and at c=8 the references) measured in turn, ``rounds`` times
+    per level, then merged.
+
+    Taking turns keeps a machine shared with other work from favouring one of them: the
+    comparisons (added latency, 2r/1r, vs mlflow and BentoML) are made from interleaved samples.
+    """
     direct_body = json.dumps(request).encode()
     proxy_body = json.dumps({"accessKey": ACCESS_KEY, "request": request}).encode()
-    r1 = start_replica(procs, f"{name}-r1", folder, file, function)
-    r2 = start_replica(procs, f"{name}-r2", folder, file, function)
+    r1, pid1 = start_replica(procs, f"{name}-r1", folder, file, function)
+    r2, pid2 = start_replica(procs, f"{name}-r2", folder, file, function)
     reply = check(r1 + "/predict", direct_body, f"{name} replica")
     print(f"# {name}: replica answers {json.dumps(reply.get('response'))}", flush=True)
-    results: dict[str, dict[int, Point]] = {"direct": {}, "proxy-1r": {}, "proxy-2r": {}}
+    one, one_proc = start_proxy(procs, f"{name}-proxy-1r", work, [(f"{name}-r1", r1)])
+    two, two_proc = start_proxy(procs, f"{name}-proxy-2r", work, [(f"{name}-r1", r1), (f"{name}-r2", r2)])
+    check(one + "/model", proxy_body, f"{name} proxy-1r")
+    check(two + "/model", proxy_body, f"{name} proxy-2r")
+    targets = {
+        "direct": (r1 + "/predict", direct_body, None, (pid1,)),
+        "proxy-1r": (one + "/model", proxy_body, one_proc.pid, (pid1,)),
+        "proxy-2r": (two + "/model", proxy_body, two_proc.pid, (pid1, pid2)),
+    }
+    for label, (url, body) in (references or {}).items():
+        targets[label] = (url, body, None, ())
+    results: dict[str, dict[int, Point]] = {kind: {} for kind in targets}
     for c in levels:
-        results["direct"][c] = load.point(r1 + "/predict", direct_body, c, f"{name} direct")
-    for kind, replicas in (
-        ("proxy-1r", [(f"{name}-r1", r1)]),
-        ("proxy-2r", [(f"{name}-r1", r1), (f"{name}-r2", r2)]),
-    ):
-        url, proc = start_proxy(procs, f"{name}-{kind}", work, replicas)
-        check(url + "/model", proxy_body, f"{name} {kind}")
-        for c in levels:
-            results[kind][c] = load.point(url + "/model", proxy_body, c, f"{name} {kind}")
-        procs.stop(proc)
+        kinds = [k for k in targets if c == 8 or k in ("direct", "proxy-1r", "proxy-2r")]
+        samples: dict[str, list[Point]] = {kind: [] for kind in kinds}
+        for index in range(rounds):
+            for kind in kinds:
+                url, body, proxy_pid, pids = targets[kind]
+                last = index == rounds - 1
+                sampled = (
+                    profile / f"{name}-{kind}-c{c}.txt"
+                    if profile and last and kind == "proxy-2r" and c == 8
+                    else None
+                )
+                samples[kind].append(
+                    load.point(url, body, c, f"{name} {kind}", proxy_pid, pids, sampled, quiet=True)
+                )
+        for kind in kinds:
+            results[kind][c] = merge(samples[kind])
+            print(row(results[kind][c]), flush=True)
+    procs.stop(one_proc)
+    procs.stop(two_proc)
     return results
 
 
-def mlflow_reference(procs: Processes, load: Load, work: Path, iris: Path, concurrency: int) -> Point | None:
-    if importlib.util.find_spec("mlflow") is None:
-        print("mlflow not installed: reference skipped", flush=True)
-        return None
-    import mlflow.sklearn  # type: ignore[import-not-found]
+# ---------------------------------------------------------------- profiling
 
-    with (iris / "model.pkl").open("rb") as handle:
-        model = pickle.load(handle)
-    target = work / "mlflow-iris"
-    mlflow.sklearn.save_model(model, str(target))
-    port = free_port()
+
+def start_profile(out: Path, pid: int) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    if not Path(spy).exists():
+        print("# py-spy not installed: no profile", flush=True)
+        return None
     argv = [
-        PYTHON,
-        "-m",
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        str(target),
-        "--env-manager",
-        "local",
-        "-p",
-        str(port),
-        "-h",
-        HOST,
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--nonblocking",
+        "-o",
+        str(out),
     ]
-    bindir = str(Path(PYTHON).parent)
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 12) -> None:
+    """Stop py-spy; print the share of busy samples per function: inclusive, and self (the leaf)."""
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+    if not out.exists():
+        print("# py-spy wrote no profile", flush=True)
+        return
+    inclusive: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        total += int(count)
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + int(count)
+    if not total:
+        return
+    print(
+        f"# profile of the proxy ({total} busy samples at 200 Hz, {out}); a leaf in the loop's run is C code"
+    )
+    for title, table in (("inclusive", inclusive), ("self", leaf)):
+        print(f"#  by {title} share:")
+        for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]:
+            print(f"#   {100 * count / total:5.1f}%  {frame}")
+
+
+# ---------------------------------------------------------------- references
+
+
+def importable(python: str, module: str) -> bool:
+    out = subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=120)
+    return out.returncode == 0
+
+
+SAVE_MLFLOW = """
+import pickle, sys
+import mlflow.sklearn
+with open(sys.argv[1], "rb") as handle:
+    model = pickle.load(handle)
+mlflow.sklearn.save_model(model, sys.argv[2])
+"""
+
+BENTO_SERVICE = """
+import pickle
+from pathlib import Path
+
+import bentoml
+
+
+@bentoml.service(workers=2)
+class Iris:
+    def __init__(self) -> None:
+        with open(Path(__file__).with_name("model.pkl"), "rb") as handle:
+            self.model = pickle.load(handle)
+
+    @bentoml.api
+    def predict(self, petal_length: float) -> dict:
+        return {"petal_width": round(float(self.model.predict([[petal_length]])[0]), 4)}
+"""
+
+
+def start_mlflow(procs: Processes, work: Path, iris: Path, python: str) -> tuple[str, bytes] | None:
+    """``mlflow models serve -w 2`` on the iris model; (URL, body) of its fastest input, or None."""
+    if not importable(python, "mlflow.sklearn"):
+        print(f"# mlflow not importable by {python}: reference skipped", flush=True)
+        return None
+    target = work / "mlflow-iris"
+    out = subprocess.run(
+        [python, "-c", SAVE_MLFLOW, str(iris / "model.pkl"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"mlflow save_model failed: {out.stderr[-800:]}")
+    port = free_port()
+    argv = [python, "-m", "mlflow", "models", "serve", "-m", str(target), "--env-manager", "local"]
+    argv += ["-w", "2", "-p", str(port), "-h", HOST]
+    bindir = str(Path(python).parent)
     proc = procs.start(
         "mlflow", argv, cwd=work, env={"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     )
     url = f"http://{HOST}:{port}"
-    try:
-        wait_http(procs, "mlflow", proc, url + "/ping", MLFLOW_START_TIMEOUT)
-        body = json.dumps({"inputs": [[5.4]]}).encode()
-        reply = check(url + "/invocations", body, "mlflow")
-        print(f"# mlflow answers {json.dumps(reply)}", flush=True)
-        return load.point(url + "/invocations", body, concurrency, "iris mlflow serve")
-    finally:
-        procs.stop(proc)
+    wait_http(procs, "mlflow", proc, url + "/ping", MLFLOW_START_TIMEOUT)
+    body = json.dumps({"inputs": [[5.4]]}).encode()
+    reply = check(url + "/invocations", body, "mlflow")
+    print(f"# mlflow answers {json.dumps(reply)}", flush=True)
+    return url + "/invocations", body
+
+
+def start_bentoml(procs: Processes, work: Path, iris: Path, python: str) -> tuple[str, bytes] | None:
+    """A BentoML service with 2 workers doing the same predict; (URL, body), or None."""
+    if not importable(python, "bentoml"):
+        print(f"# bentoml not importable by {python}: reference skipped", flush=True)
+        return None
+    folder = work / "bento-iris"
+    folder.mkdir()
+    shutil.copy(iris / "model.pkl", folder / "model.pkl")
+    (folder / "service.py").write_text(BENTO_SERVICE)
+    port = free_port()
+    argv = [python, "-m", "bentoml", "serve", "service:Iris", "--host", HOST, "--port", str(port)]
+    bindir = str(Path(python).parent)
+    env = {"PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "BENTOML_DO_NOT_TRACK": "true"}
+    proc = procs.start("bentoml", argv, cwd=folder, env=env)
+    url = f"http://{HOST}:{port}"
+    wait_http(procs, "bentoml", proc, url + "/readyz", MLFLOW_START_TIMEOUT)
+    body = json.dumps({"petal_length": 5.4}).encode()
+    reply = check(url + "/predict", body, "bentoml")
+    print(f"# bentoml answers {json.dumps(reply)}", flush=True)
+    return url + "/predict", body
+
+
+# ---------------------------------------------------------------- setup
 
 
 def prepare_iris(work: Path) -> Path:
@@ -459,40 +675,57 @@ def prepare_add(work: Path) -> Path:
     return folder
 
 
-def report(all_results: dict[str, dict[str, dict[int, Point]]], mlflow_point: Point | None) -> None:
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def report(all_results: dict[str, dict[str, dict[int, Point]]], references: dict[str, Point | None]) -> None:
     print()
-    print("== ratios ==")
+    print("== targets and ratios (one run, side by side) ==")
     for name, results in all_results.items():
         direct, proxied = results["direct"].get(1), results["proxy-1r"].get(1)
         if direct and proxied:
             added = proxied.p50_ms - direct.p50_ms
-            met = "met" if added < TARGET_ADDED_MS else "not met"
-            print(
-                f"ratio {name}: proxy(1 replica)/direct p50 @c1: {proxied.p50_ms:.3f} / {direct.p50_ms:.3f} ms"
-                f" = {proxied.p50_ms / direct.p50_ms:.2f}x, added {added:+.3f} ms (target < {TARGET_ADDED_MS:g} ms): {met}"
+            target = (
+                f" (target <= {TARGET_ADDED_MS:g} ms): {_met(added <= TARGET_ADDED_MS)}"
+                if name == "iris"
+                else ""
             )
+            print(
+                f"{name}: added p50 @c1, proxy(1 replica) - direct: {proxied.p50_ms:.3f} - {direct.p50_ms:.3f} ms"
+                f" = {added:+.3f} ms{target}"
+            )
+        for kind in ("proxy-1r", "proxy-2r"):
+            point = results[kind].get(8)
+            if point and point.proxy_cpu_us is not None:
+                print(
+                    f"{name}: proxy CPU per answered request @c8, {kind}: {point.proxy_cpu_us:.0f} us"
+                    f" (target <= {TARGET_PROXY_CPU_US:g} us): {_met(point.proxy_cpu_us <= TARGET_PROXY_CPU_US)}"
+                    f"; replicas {_us(point.replica_cpu_us)} us"
+                )
         one, two = results["proxy-1r"].get(8), results["proxy-2r"].get(8)
         if one and two and one.rps:
+            ratio = two.rps / one.rps
             print(
-                f"ratio {name}: proxy(2 replicas)/proxy(1 replica) 2xx throughput @c8: "
-                f"{two.rps:.1f} / {one.rps:.1f} req/s = {two.rps / one.rps:.2f}x"
+                f"{name}: proxy(2 replicas)/proxy(1 replica) 2xx throughput @c8: {two.rps:.1f} / {one.rps:.1f} req/s"
+                f" = {ratio:.2f}x (target >= {TARGET_REPLICA_RATIO:g}x): {_met(ratio >= TARGET_REPLICA_RATIO)}"
             )
         d8 = results["direct"].get(8)
         if d8 and two and d8.rps:
             print(
-                f"ratio {name}: proxy(2 replicas)/direct 2xx throughput @c8: {two.rps:.1f} / {d8.rps:.1f} req/s"
+                f"{name}: proxy(2 replicas)/direct 2xx throughput @c8: {two.rps:.1f} / {d8.rps:.1f} req/s"
                 f" = {two.rps / d8.rps:.2f}x (direct: {d8.non2xx} non-2xx)"
             )
     iris_two = all_results.get("iris", {}).get("proxy-2r", {}).get(8)
-    if mlflow_point is None:
-        print("ratio iris: proxy(2 replicas) vs mlflow serve @c8: mlflow not installed: reference skipped")
-    elif iris_two:
-        ratio = iris_two.rps / mlflow_point.rps if mlflow_point.rps else float("inf")
-        met = "met" if ratio >= TARGET_MLFLOW_RATIO else "not met"
-        print(
-            f"ratio iris: proxy(2 replicas)/mlflow serve 2xx throughput @c8: {iris_two.rps:.1f} / "
-            f"{mlflow_point.rps:.1f} req/s = {ratio:.2f}x (target >= {TARGET_MLFLOW_RATIO:g}x): {met}"
-        )
+    for label, point in references.items():
+        if point is None:
+            print(f"iris: proxy(2 replicas) vs {label} @c8: not importable, skipped")
+        elif iris_two:
+            ratio = iris_two.rps / point.rps if point.rps else float("inf")
+            print(
+                f"iris: proxy(2 replicas)/{label} 2xx throughput @c8: {iris_two.rps:.1f} / {point.rps:.1f} req/s"
+                f" = {ratio:.2f}x (target >= {TARGET_REFERENCE_RATIO:g}x): {_met(ratio >= TARGET_REFERENCE_RATIO)}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -502,13 +735,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=None, help="seconds per point (default 5; --quick 1)"
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s per point, concurrency 1 and 8")
+    parser.add_argument("--quick", action="store_true", help="concurrency 1 and 8 only (and 1 s per point)")
     parser.add_argument("--models", default="add-numbers,iris", help="which models (add-numbers,iris)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, routes)")
+    parser.add_argument(
+        "--reference-python", default=PYTHON, help="python that imports mlflow and/or bentoml (a side venv)"
+    )
+    parser.add_argument("--no-references", action="store_true", help="skip mlflow and BentoML")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="split each point into this many turns taken with the others"
+    )
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the proxy-2r c=8 point into DIR")
     args = parser.parse_args(argv)
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
     duration = min(max(duration, 1.0), 120.0)
     levels = [1, 8] if args.quick else [1, 8, 64]
+    rounds = max(1, min(args.rounds, int(duration)))
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
 
     def on_term(signum: int, frame: object) -> None:
@@ -518,29 +760,61 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (background job)
     work = Path(tempfile.mkdtemp(prefix="cmlplan-bench-serving-"))
     (work / "logs").mkdir()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     procs = Processes(work / "logs")
-    load = Load(work, duration)
+    load = Load(work, duration / max(1, min(args.rounds, int(duration))))
     print(
-        f"# load generator: {load.tool}; {duration:g} s per point; concurrency {levels}; cpus {os.cpu_count()}"
+        f"# load generator: {load.tool}; {duration:g} s per point in {rounds} turns; concurrency {levels};"
+        f" cpus {os.cpu_count()}"
     )
     print("# latency percentiles cover every response (429s included) with wrk; throughput counts 2xx only")
+    print("# us/req: utime+stime of the proxy / of the replicas over the point, per answered request")
     print(header(), flush=True)
     all_results: dict[str, dict[str, dict[int, Point]]] = {}
-    mlflow_point = None
+    references: dict[str, Point | None] = {}
     try:
         if "add-numbers" in wanted:
             folder = prepare_add(work)
             all_results["add-numbers"] = bench_model(
-                procs, load, work, "add-numbers", folder, "add.py", "add", {"a": 3, "b": 5}, levels
+                procs,
+                load,
+                work,
+                "add-numbers",
+                folder,
+                "add.py",
+                "add",
+                {"a": 3, "b": 5},
+                levels,
+                args.profile,
             )
         if "iris" in wanted:
             folder = prepare_iris(work)
+            started: dict[str, tuple[str, bytes]] = {}
+            if not args.no_references:
+                python = args.reference_python
+                for label, start in ((MLFLOW, start_mlflow), (BENTOML, start_bentoml)):
+                    reference = start(procs, work, folder, python)
+                    references[label] = None
+                    if reference is not None:
+                        started[label] = reference
             all_results["iris"] = bench_model(
-                procs, load, work, "iris", folder, "predict.py", "predict", {"petal_length": 5.4}, levels
+                procs,
+                load,
+                work,
+                "iris",
+                folder,
+                "predict.py",
+                "predict",
+                {"petal_length": 5.4},
+                levels,
+                rounds,
+                args.profile,
+                started,
             )
-            procs.close()  # replicas off before the reference runs
-            mlflow_point = mlflow_reference(procs, load, work, folder, 8)
-        report(all_results, mlflow_point)
+            for label in started:
+                references[label] = all_results["iris"].pop(label).get(8)
+        report(all_results, references)
     except KeyboardInterrupt:
         print("interrupted: stopping processes", file=sys.stderr)
         return 130

@@ -290,6 +290,9 @@ class _Builder:
                 "busy_timeout": spec.busy_timeout,
                 "request_timeout": spec.request_timeout,
                 "max_request_bytes": spec.max_request_size,
+                "header_timeout": spec.header_timeout,
+                "body_timeout": spec.body_timeout,
+                "keepalive_timeout": spec.keepalive_timeout,
                 "api_keys": keys,
                 "projects": roles,
             }

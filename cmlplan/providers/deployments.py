@@ -70,6 +70,8 @@ def route_proxy(routes: RoutingTable, planned: Attributes, host: str) -> int:
             "busy_timeout": planned["busy_timeout"],
             "request_timeout": planned["request_timeout"],
             "max_request_bytes": planned["max_request_bytes"],
+            # read deadlines; a state written before they existed leaves them to the proxy's defaults
+            **{k: planned[k] for k in ("header_timeout", "body_timeout", "keepalive_timeout") if k in planned},
         }
         data["listen"] = {"host": host, "port": planned["port"]}
         data["api_keys"] = {

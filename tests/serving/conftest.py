@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -43,6 +44,12 @@ def as_set(args):
 
 def hog(args):
     return len(bytearray(args["bytes"]))
+
+def logged(args):
+    with open(args["log"], "a") as handle:
+        handle.write(args["tag"] + "\\n")
+    time.sleep(args.get("sleep", 0.0))
+    return args["tag"]
 """
 
 
@@ -152,8 +159,12 @@ def write_routes(
     max_request_bytes: int = 65536,
     api_keys: dict[str, dict[str, Any]] | None = None,
     projects: dict[str, dict[str, str]] | None = None,
+    **read_timeouts: float,
 ) -> Path:
-    """models and api_keys are keyed by the *plaintext* key; they are hashed here."""
+    """models and api_keys are keyed by the *plaintext* key; they are hashed here.
+
+    read_timeouts: header_timeout, body_timeout, keepalive_timeout (the proxy's defaults otherwise).
+    """
     document = {
         "version": 1,
         "generation": generation,
@@ -162,6 +173,7 @@ def write_routes(
             "busy_timeout": busy_timeout,
             "request_timeout": request_timeout,
             "max_request_bytes": max_request_bytes,
+            **read_timeouts,
         },
         "models": {key_hash(key): entry for key, entry in models.items()},
         "api_keys": {key_hash(key): entry for key, entry in (api_keys or {}).items()},
@@ -220,15 +232,21 @@ class Serving:
         (source / "predict.py").write_text(MODELS)
         return source
 
-    def spawn(self, args: list[str], name: str, url: str) -> Proc:
+    def spawn(self, args: list[str], name: str, url: str, fd_limit: int | None = None) -> Proc:
         log = self.tmp / f"{name}.log"
         handle = log.open("wb")
+
+        def limit_fds() -> None:  # runs in the child, before exec
+            if fd_limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
         popen = subprocess.Popen(
             [PYTHON, *args],
             cwd=REPO,
             stdout=handle,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=limit_fds if fd_limit is not None else None,
         )
         handle.close()
         proc = Proc(popen, log, url)
@@ -269,11 +287,19 @@ class Serving:
             wait_healthy(proc)
         return proc
 
-    def proxy(self, routes: Path, *, wait: bool = True, port: int | None = None) -> Proc:
+    def proxy(
+        self,
+        routes: Path,
+        *,
+        wait: bool = True,
+        port: int | None = None,
+        fd_limit: int | None = None,
+        launcher: list[str] | None = None,
+    ) -> Proc:
+        """A proxy process; ``launcher`` replaces ``-m cmlplan.serving.proxy`` (e.g. ``-c SCRIPT``)."""
         port = port or free_port()
         args = [
-            "-m",
-            "cmlplan.serving.proxy",
+            *(launcher or ["-m", "cmlplan.serving.proxy"]),
             "--routes",
             str(routes),
             "--host",
@@ -281,7 +307,7 @@ class Serving:
             "--port",
             str(port),
         ]
-        proc = self.spawn(args, f"proxy-{port}-{len(self.procs)}", f"http://127.0.0.1:{port}")
+        proc = self.spawn(args, f"proxy-{port}-{len(self.procs)}", f"http://127.0.0.1:{port}", fd_limit)
         if wait:
             wait_healthy(proc)
         return proc

@@ -30,3 +30,13 @@ def test_replica_imports_only_stdlib_and_uvicorn():
         for name in imported_modules(path):
             top = name.split(".")[0]
             assert top in sys.stdlib_module_names or top in REPLICA_THIRD_PARTY, (path, name)
+
+
+def test_proxy_imports_only_stdlib_and_the_packages_its_image_ships():
+    from cmlplan.providers.docker.images import PROXY_PACKAGES
+
+    shipped = {name.replace("-", "_") for name in PROXY_PACKAGES}
+    for path in (SERVING / "proxy").rglob("*.py"):
+        for name in imported_modules(path):
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or top in shipped or top == "cmlplan", (path, name)

@@ -52,7 +52,7 @@ from ..source import FileEntry, dependency_hash, parse_requirements
 
 IMAGE_PYTHON = "3.11"
 RUNTIME_PACKAGES = ("uvicorn", "uvloop", "httptools")
-PROXY_PACKAGES = ("aiohttp", "uvicorn", "uvloop", "httptools", "prometheus-client", "yarl")
+PROXY_PACKAGES = ("uvloop", "httptools", "orjson", "prometheus-client")
 WHEELS_MARKER = "cmlplan-wheels.json"
 LABEL_WORKSPACE = "cmlplan.workspace"
 LABEL_ADDRESS = "cmlplan.address"

@@ -1,6 +1,6 @@
 """The proxy's client-facing errors: one exception type carrying status, code and message."""
 
-import json
+from .codec import encode
 
 
 class ProxyError(Exception):
@@ -22,8 +22,8 @@ class ProxyError(Exception):
 
 
 def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"success": False, "errors": {code: message}}).encode()
+    return encode({"success": False, "errors": {code: message}})
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request was read: there is nobody to answer."""
+INTERNAL = 500
+INTERNAL_BODY = error_body("proxy.internal", "the proxy failed on this request; see its log")

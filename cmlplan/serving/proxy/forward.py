@@ -6,21 +6,30 @@ refuses connections). Once a replica started the prediction there is no retry.
 """
 
 from time import monotonic
+from typing import Protocol
 
 from .errors import ProxyError
 from .pool import Pool
 from .upstream import Retry, Upstream
 
 
+class Call(Protocol):
+    """The request being forwarded: ``at_replica`` tells its connection it may no longer be dropped."""
+
+    at_replica: bool
+
+
 async def forward(
-    upstream: Upstream, pool: Pool, body: bytes, busy_timeout: float, request_timeout: float
+    upstream: Upstream, pool: Pool, body: bytes, busy_timeout: float, request_timeout: float, call: Call
 ) -> tuple[int, bytes]:
     deadline = monotonic() + busy_timeout
     retrying = False
     while True:
+        call.at_replica = False
         replica = await pool.acquire(deadline, first=retrying)
         if replica is None:
             raise _no_replica(pool, busy_timeout)
+        call.at_replica = True
         try:
             reply = await upstream.predict(replica, body, pool.address, request_timeout)
         except Retry as retry:

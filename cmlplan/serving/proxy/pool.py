@@ -6,15 +6,22 @@ A replica can also be *cooling*: refused the connection (down for ~1 s) or answe
 ``replica.busy`` because another proxy process is using it; waiters are woken when it cools off.
 """
 
+from __future__ import annotations
+
 import asyncio
+import contextlib
 from collections import deque
 from time import monotonic
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .upstream import ReplicaConnection
 
 
 class Replica:
     """One replica process, kept by URL across routing reloads so its state survives them."""
 
-    __slots__ = ("id", "url", "busy", "available_at", "down")
+    __slots__ = ("id", "url", "busy", "available_at", "down", "conn", "request_head")
 
     def __init__(self, replica_id: str, url: str) -> None:
         self.id = replica_id
@@ -22,6 +29,14 @@ class Replica:
         self.busy = False
         self.available_at = 0.0  # monotonic time before which the replica is not tried
         self.down = False  # the cooling is due to a refused connection
+        self.conn: ReplicaConnection | None = None  # the proxy's one connection to it (upstream.py)
+        self.request_head: bytes | None = None
+
+    def disconnect(self) -> None:
+        """Drop the replica's connection: it left the routing table."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
 
     def usable(self, now: float) -> bool:
         return not self.busy and self.available_at <= now
@@ -40,6 +55,9 @@ class Pool:
 
     def set_replicas(self, replicas: tuple[Replica, ...]) -> None:
         """Switch to a new replica set; requests already holding a replica keep it."""
+        for replica in self.replicas:
+            if replica not in replicas and not replica.busy:
+                replica.disconnect()
         self.replicas = replicas
         self._cursor = 0
         if replicas:
@@ -53,6 +71,9 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+        for replica in self.replicas:
+            if not replica.busy:
+                replica.disconnect()
 
     async def acquire(self, deadline: float, *, first: bool = False) -> Replica | None:
         """A replica marked busy for the caller, or None when none was free before deadline.
@@ -69,15 +90,14 @@ class Pool:
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
+        timer = loop.call_later(max(0.0, deadline - monotonic()), self._time_out, waiter)
         try:
-            await asyncio.wait((waiter,), timeout=max(0.0, deadline - monotonic()))
+            return await waiter
         except BaseException:
             self._abandon(waiter)
             raise
-        if not waiter.done():
-            self._abandon(waiter)
-            return None
-        return waiter.result()
+        finally:
+            timer.cancel()
 
     def release(self, replica: Replica, cooldown: float = 0.0, *, down: bool = False) -> None:
         """Give a replica back; with cooldown it is not tried again for that many seconds."""
@@ -87,7 +107,11 @@ class Pool:
             asyncio.get_running_loop().call_later(cooldown, self._cooled, replica, until)
         else:
             replica.down = False
-        if self._waiters and replica.available_at <= monotonic() and replica in self.replicas:
+        if replica not in self.replicas:  # retired while it ran this request
+            replica.busy = False
+            replica.disconnect()
+            return
+        if self._waiters and replica.available_at <= monotonic():
             while self._waiters:  # hand over directly: the replica stays busy
                 waiter = self._waiters.popleft()
                 if not waiter.done():
@@ -137,8 +161,8 @@ class Pool:
                 continue
             waiter.set_result(replica)
 
-    def _abandon(self, waiter: "asyncio.Future[Replica | None]") -> None:
-        """Leave the line; a replica handed over in the same instant goes back to the pool."""
+    def _abandon(self, waiter: asyncio.Future[Replica | None]) -> None:
+        """Leave the line (cancelled); a replica handed over in the same instant goes back to the pool."""
         if waiter in self._waiters:
             self._waiters.remove(waiter)
         if waiter.done() and not waiter.cancelled():
@@ -147,3 +171,10 @@ class Pool:
                 self.release(replica)
         else:
             waiter.cancel()
+
+    def _time_out(self, waiter: asyncio.Future[Replica | None]) -> None:
+        """The deadline passed while waiting: leave the line, the request gets None (429)."""
+        if not waiter.done():
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            waiter.set_result(None)

@@ -1,28 +1,32 @@
-"""Sending JSON over raw ASGI: every proxy answer is a complete JSON body with its length."""
+"""Whole HTTP/1.1 responses as bytes: every proxy answer is a complete body with its length."""
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from http import HTTPStatus
 
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
-Receive = Callable[[], Awaitable[Message]]
-Scope = dict[str, Any]
+JSON = b"application/json"
 
-_JSON = (b"content-type", b"application/json")
-_CLOSE = (b"connection", b"close")
+_STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in HTTPStatus
+}
 
 
-async def send_json(
-    send: Send, status: int, body: bytes, *, close: bool = False, extra: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
-    if close:
-        headers.append(_CLOSE)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d Unknown\r\n" % status
 
 
-async def send_text(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def response(
+    status: int, body: bytes, *, content_type: bytes = JSON, close: bool = False, extra: bytes = b""
+) -> bytes:
+    """Status line, content type and length, ``extra`` header lines (each ending CRLF), body."""
+    connection = b"connection: close\r\n" if close else b""
+    return b"%scontent-type: %s\r\ncontent-length: %d\r\n%s%s\r\n%s" % (
+        status_line(status),
+        content_type,
+        len(body),
+        connection,
+        extra,
+        body,
+    )
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

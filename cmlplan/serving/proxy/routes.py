@@ -16,6 +16,11 @@ from typing import Any
 from .pool import Pool, Replica
 
 SUPPORTED_VERSION = 1
+# Read deadlines when the routing file names none: nginx's client_header_timeout,
+# client_body_timeout and keepalive_timeout.
+HEADER_TIMEOUT = 60.0
+BODY_TIMEOUT = 60.0
+KEEPALIVE_TIMEOUT = 75.0
 
 
 class RoutesError(Exception):
@@ -47,6 +52,9 @@ class RoutingTable:
     busy_timeout: float
     request_timeout: float
     max_request_bytes: int
+    header_timeout: float  # read a request line and headers within this long
+    body_timeout: float  # read a request body within this long after its headers
+    keepalive_timeout: float  # close a keep-alive connection idle this long
     models: dict[str, ModelRoute]
     api_keys: dict[str, ApiKey]
     projects: dict[str, dict[str, str]]
@@ -94,6 +102,11 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
     request_timeout = _positive(proxy.get("request_timeout", 30.0), "proxy.request_timeout")
     max_request_bytes = _int(proxy.get("max_request_bytes", 5 * 1024 * 1024), "proxy.max_request_bytes")
     _require(max_request_bytes > 0, "proxy.max_request_bytes must be positive")
+    header_timeout = _positive(proxy.get("header_timeout", HEADER_TIMEOUT), "proxy.header_timeout")
+    body_timeout = _positive(proxy.get("body_timeout", BODY_TIMEOUT), "proxy.body_timeout")
+    keepalive_timeout = _positive(
+        proxy.get("keepalive_timeout", KEEPALIVE_TIMEOUT), "proxy.keepalive_timeout"
+    )
     specs = {h: _model_spec(h, m) for h, m in _object(doc.get("models", {}), "models").items()}
     api_keys = {h: _api_key(h, k) for h, k in _object(doc.get("api_keys", {}), "api_keys").items()}
     projects = {
@@ -102,7 +115,17 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
     }
     models = _bind(specs, previous)
     return RoutingTable(
-        generation, salt, busy_timeout, request_timeout, max_request_bytes, models, api_keys, projects
+        generation,
+        salt,
+        busy_timeout,
+        request_timeout,
+        max_request_bytes,
+        header_timeout,
+        body_timeout,
+        keepalive_timeout,
+        models,
+        api_keys,
+        projects,
     )
 
 

@@ -1,23 +1,29 @@
-"""Running the proxy: a shared listening socket, uvicorn on uvloop, SIGHUP for reloads.
+"""Running the proxy: a shared listening socket, our own HTTP/1.1 server on uvloop, signals.
 
 The proxy binds its own socket with SO_REUSEADDR and SO_REUSEPORT so several proxy processes
-can listen on one port and the kernel spreads connections between them.
+can listen on one port and the kernel spreads connections between them. SIGHUP reloads the
+routing table; SIGTERM and SIGINT stop accepting, close idle connections and let running
+predictions answer (up to GRACEFUL_SHUTDOWN_SECONDS) before the process exits.
 """
 
 import asyncio
+import logging
 import signal
 import socket
 
-import uvicorn
 import uvloop
 
-from .app import ProxyApp
-from .httphead import BoundedHeadProtocol
+from .connection import Connection
+from .handler import Handler
+from .hub import Hub, connection_cap, raise_fd_limit
 from .live_routes import LiveRoutes
 from .metrics import ProxyMetrics
 from .upstream import Upstream
 
 GRACEFUL_SHUTDOWN_SECONDS = 35
+BACKLOG = 2048
+
+log = logging.getLogger("cmlplan.proxy")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -26,32 +32,35 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
 
 def run(routes: LiveRoutes, sock: socket.socket) -> None:
+    cap = connection_cap(raise_fd_limit())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(routes, sock))
+        runner.run(_serve(routes, sock, cap))
 
 
-async def _serve(routes: LiveRoutes, sock: socket.socket) -> None:
+async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int) -> None:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, routes.reload)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     routes.reload_if_changed()
-    upstream = Upstream()
     metrics = ProxyMetrics(routes.busy_by_model, lambda: routes.table.generation)
-    config = uvicorn.Config(
-        ProxyApp(routes, upstream, metrics),
-        loop="uvloop",
-        http=BoundedHeadProtocol,  # httptools, with a 431 for heads over MAX_HEAD_BYTES
-        ws="none",
-        lifespan="off",
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
-    try:
-        await uvicorn.Server(config).serve(sockets=[sock])
-    finally:
-        await upstream.close()
+    handler = Handler(routes, Upstream(), metrics)
+    hub = Hub(routes, handler, cap)
+    metrics.connections_source = hub.__len__
+    server = await loop.create_server(lambda: Connection(hub), sock=sock, backlog=BACKLOG)
+    hub.start()
+    log.info("accepting up to %d connections", cap)
+    await stop.wait()
+    log.info("shutting down: letting running predictions answer")
+    server.close()
+    await hub.shut_down(GRACEFUL_SHUTDOWN_SECONDS)
+    await handler.shut_down()
+    for pool in routes.table.pools():
+        pool.close()

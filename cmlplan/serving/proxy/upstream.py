@@ -1,18 +1,27 @@
-"""Calls to replicas over one keep-alive aiohttp session; every upstream failure is mapped here.
+"""Calls to replicas, each over one persistent HTTP/1.1 connection; every upstream failure is mapped here.
+
+A replica runs one prediction at a time and the pool hands a replica to one request at a time, so
+one connection per replica is all a proxy process needs: no connection pool, no client library.
+The request is written in one piece and the reply parsed with httptools.
 
 Outcomes of one call:
 - the replica's own answer (200 success, 500 model.exception, 400) -> passed through as bytes;
-- ``Retry``: the replica could not take the request (refused connection before anything was
-  sent, or 429 replica.busy because another proxy process holds it) -> try another replica;
+- ``Retry``: the replica could not take the request (no connection within CONNECT_TIMEOUT, or
+  429 replica.busy because another proxy process holds it) -> try another replica;
 - ``ProxyError`` 504 model.timeout (no answer within request_timeout) or 502 replica.failed
   (connection reset, replica died mid-request, or an answer that is not the replica contract).
+A connection that did not end with a complete answer is dropped, so a late reply can never be
+read as the answer to the next request.
 """
 
-import logging
-from functools import lru_cache
+from __future__ import annotations
 
-import aiohttp
-from yarl import URL
+import asyncio
+import logging
+from time import monotonic
+from urllib.parse import urlsplit
+
+import httptools
 
 from .errors import ProxyError
 from .pool import Replica
@@ -24,7 +33,6 @@ BUSY_COOLDOWN = 0.02  # poll interval for a replica busy with another proxy proc
 CONNECT_TIMEOUT = 1.0  # a healthy replica on this host or network accepts far sooner
 KEEP_ALIVE_SECONDS = 60.0  # shorter than the replica's own keep-alive, so we close first
 _PASS_THROUGH = frozenset({200, 400, 500})
-_HEADERS = {"Content-Type": "application/json"}
 
 
 class Retry(Exception):
@@ -36,54 +44,111 @@ class Retry(Exception):
         self.down = down
 
 
-class Upstream:
-    """Owns the client session; create and close it inside the running event loop."""
+class ReplicaGone(Exception):
+    """The connection ended, or the replica sent bytes that are not HTTP, before a whole answer."""
+
+
+class ReplicaConnection(asyncio.Protocol):
+    """One keep-alive connection to a replica; at most one request on it at a time."""
 
     def __init__(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0,
-            limit_per_host=0,
-            keepalive_timeout=KEEP_ALIVE_SECONDS,
-            use_dns_cache=True,
-            ttl_dns_cache=1,  # docker replicas are found by name; a replaced one must be looked up again
-            enable_cleanup_closed=False,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")
-        )
-        self._urls: dict[str, URL] = {}
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.last_used = monotonic()
+        self._parser = httptools.HttpResponseParser(self)
+        self._chunks: list[bytes] = []
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
 
-    async def close(self) -> None:
-        await self._session.close()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        assert self.transport is not None and self._waiter is None
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return waiter
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail("the replica answered something that is not HTTP")
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks = []
+        waiter, self._waiter = self._waiter, None
+        keep = self._parser.should_keep_alive()
+        if waiter is None:  # an answer nobody asked for: the connection is out of step
+            self.close()
+            return
+        if not keep:
+            self.close()
+        self.last_used = monotonic()
+        if not waiter.done():
+            waiter.set_result((self._parser.get_status_code(), body))
+
+    def eof_received(self) -> bool:
+        self._fail("the replica closed the connection")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail("the replica closed the connection")
+
+    def _fail(self, why: str) -> None:
+        self.close()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ReplicaGone(why))
+
+    def close(self) -> None:
+        """Drop the connection at once (unsent bytes included): nothing on it is worth finishing."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Upstream:
+    """Opens, reuses and drops the replicas' connections."""
 
     async def predict(self, replica: Replica, body: bytes, address: str, timeout: float) -> tuple[int, bytes]:
         """POST body to the replica's /predict: (status, body) to pass through, or raise."""
-        url = self._urls.get(replica.url)
-        if url is None:
-            url = self._urls[replica.url] = URL(replica.url + "/predict")
+        started = monotonic()
+        conn = replica.conn
+        if conn is None or conn.closed or started - conn.last_used > KEEP_ALIVE_SECONDS:
+            if conn is not None:
+                conn.close()
+            replica.conn = None
+            conn = await self._connect(replica, address, min(CONNECT_TIMEOUT, timeout))
+            replica.conn = conn
+        head = replica.request_head
+        if head is None:
+            head = replica.request_head = _request_head(replica.url)
+        loop = asyncio.get_running_loop()
+        waiter = conn.send(b"%s%d\r\n\r\n%s" % (head, len(body), body))
+        timer = loop.call_later(max(0.0, timeout - (monotonic() - started)), _expire, waiter)
         try:
-            async with self._session.post(
-                url, data=body, headers=_HEADERS, timeout=_timeout(timeout)
-            ) as reply:
-                payload = await reply.read()
-                status = reply.status
-        except aiohttp.ClientConnectorError as exc:
-            log.warning("%s: replica %s refused the connection: %s", address, replica.id, exc.os_error)
-            raise Retry(DOWN_COOLDOWN, down=True) from None
-        except aiohttp.ConnectionTimeoutError:
-            # nothing was sent: a replica that cannot even be connected to is down, try another
-            log.warning("%s: replica %s did not accept a connection within %.1fs", address, replica.id, CONNECT_TIMEOUT)
-            raise Retry(DOWN_COOLDOWN, down=True) from None
+            status, payload = await waiter
         except TimeoutError:
+            conn.close()
             log.warning("%s: replica %s did not answer within %.1fs", address, replica.id, timeout)
             raise ProxyError(
                 504, "model.timeout", f"the model did not answer within {timeout:g} seconds"
             ) from None
-        except aiohttp.ClientError as exc:
-            log.warning("%s: replica %s failed mid-request: %s", address, replica.id, type(exc).__name__)
+        except ReplicaGone as exc:
+            log.warning("%s: replica %s failed mid-request: %s", address, replica.id, exc)
             raise ProxyError(
                 502, "replica.failed", "the model replica failed while handling the request"
             ) from None
+        except BaseException:  # cancelled: the answer, if it comes, must not meet the next request
+            conn.close()
+            raise
+        finally:
+            timer.cancel()
         if status in _PASS_THROUGH:
             return status, payload
         if status == 429:
@@ -91,7 +156,31 @@ class Upstream:
         log.warning("%s: replica %s answered unexpected status %d", address, replica.id, status)
         raise ProxyError(502, "replica.failed", f"the model replica answered HTTP {status}")
 
+    async def _connect(self, replica: Replica, address: str, timeout: float) -> ReplicaConnection:
+        parts = urlsplit(replica.url)
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, conn = await asyncio.wait_for(
+                loop.create_connection(ReplicaConnection, parts.hostname, parts.port or 80), timeout
+            )
+        except TimeoutError:
+            # nothing was sent: a replica that cannot even be connected to is down, try another
+            log.warning(
+                "%s: replica %s did not accept a connection within %.1fs", address, replica.id, timeout
+            )
+            raise Retry(DOWN_COOLDOWN, down=True) from None
+        except OSError as exc:  # refused, unreachable, or a name that does not resolve (yet)
+            log.warning("%s: replica %s refused the connection: %s", address, replica.id, exc)
+            raise Retry(DOWN_COOLDOWN, down=True) from None
+        return conn
 
-@lru_cache(maxsize=16)
-def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=seconds, sock_connect=min(CONNECT_TIMEOUT, seconds))
+
+def _request_head(url: str) -> bytes:
+    """Everything of a /predict request before the body length's digits."""
+    host = urlsplit(url).netloc.encode("latin-1")
+    return b"POST /predict HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: " % host
+
+
+def _expire(waiter: asyncio.Future[tuple[int, bytes]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

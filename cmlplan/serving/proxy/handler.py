@@ -1,0 +1,99 @@
+"""What the proxy answers: ``_call_model`` is the whole prediction path, top to bottom.
+
+Requests arrive whole (head and body read by connection.py). /healthz, /metrics and the 404/405
+answers are written at once; a prediction runs as a task, which its connection cancels when the
+client goes away while the request still waits for a free replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from .auth import authorize
+from .codec import encode
+from .errors import INTERNAL, INTERNAL_BODY, ProxyError, error_body
+from .forward import forward
+from .live_routes import LiveRoutes
+from .metrics import CONTENT_TYPE, UNKNOWN_MODEL, ProxyMetrics
+from .upstream import Upstream
+from .wire import parse_call
+
+if TYPE_CHECKING:
+    from .connection import Connection, Request
+
+log = logging.getLogger("cmlplan.proxy")
+
+_ROUTES = {b"/model": b"POST", b"/healthz": b"GET", b"/metrics": b"GET"}
+CLIENT_GONE = 499  # nginx's code for a client that closed before its answer; metrics only
+
+
+class Handler:
+    def __init__(self, routes: LiveRoutes, upstream: Upstream, metrics: ProxyMetrics) -> None:
+        self.routes = routes
+        self.upstream = upstream
+        self.metrics = metrics
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, conn: Connection, request: Request) -> None:
+        path, _, query = request.url.partition(b"?")
+        method = _ROUTES.get(path)
+        if method is None:
+            shown = path.decode("latin-1")
+            conn.respond(request, 404, error_body("path.not_found", f"no route for {shown}"))
+        elif request.method != method:
+            body = error_body("method.not_allowed", f"use {method.decode()} {path.decode()}")
+            conn.respond(request, 405, body, extra=b"allow: %s\r\n" % method)  # Allow: RFC 9110
+        elif path == b"/model":
+            task = asyncio.get_running_loop().create_task(self._call_model(conn, request, query))
+            request.task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif path == b"/healthz":
+            conn.respond(request, 200, encode({"status": "ok", "generation": self.routes.table.generation}))
+        else:
+            conn.respond(request, 200, self.metrics.render(), content_type=CONTENT_TYPE)
+
+    def count_refusal(self, status: int) -> None:
+        """A request refused or abandoned while it was being read (413, 431, 408, 400, 499)."""
+        self.metrics.record(UNKNOWN_MODEL, status, monotonic())
+
+    async def _call_model(self, conn: Connection, request: Request, query: bytes) -> None:
+        started = monotonic()
+        table = self.routes.table  # one snapshot for the whole request
+        address = UNKNOWN_MODEL
+        close = False
+        try:
+            if request.authorizations > 1:
+                raise ProxyError(400, "request.invalid", "send one Authorization header, not several")
+            access_key, payload = parse_call(request.body(), query)
+            request.chunks = []
+            model = table.find_model(access_key)
+            if model is None:
+                raise ProxyError(404, "model.not_found", "no model is deployed with this access key")
+            address = model.address
+            if model.authentication:
+                authorize(table, model, request.authorization)
+            if model.stopped:
+                raise ProxyError(503, "model.stopped", f"the model {model.name!r} is stopped")
+            status, reply = await forward(
+                self.upstream, model.pool, payload, table.busy_timeout, table.request_timeout, request
+            )
+        except ProxyError as error:
+            status, reply, close = error.status, error.body(), error.close
+        except asyncio.CancelledError:  # the client left while waiting for a replica
+            self.metrics.record(address, CLIENT_GONE, started)
+            return
+        except Exception:
+            log.exception("%s: unexpected error while handling a prediction", address)
+            self.metrics.internal_error()
+            status, reply, close = INTERNAL, INTERNAL_BODY, True
+        conn.respond(request, status, reply, close=close)
+        self.metrics.record(address, status, started)
+
+    async def shut_down(self) -> None:
+        """Wait for predictions still running (their connections were asked to close after them)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
