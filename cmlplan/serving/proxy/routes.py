@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..defaults import BUSY_TIMEOUT, MAX_REQUEST_BYTES, REQUEST_TIMEOUT
 from .pool import Pool, Replica
 
 SUPPORTED_VERSION = 1
@@ -90,9 +91,9 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
     salt = doc["salt"]
     _require(isinstance(salt, str), "salt must be a string")
     proxy = _object(doc.get("proxy", {}), "proxy")
-    busy_timeout = _positive(proxy.get("busy_timeout", 30.0), "proxy.busy_timeout")
-    request_timeout = _positive(proxy.get("request_timeout", 30.0), "proxy.request_timeout")
-    max_request_bytes = _int(proxy.get("max_request_bytes", 5 * 1024 * 1024), "proxy.max_request_bytes")
+    busy_timeout = _positive(proxy.get("busy_timeout", BUSY_TIMEOUT), "proxy.busy_timeout")
+    request_timeout = _positive(proxy.get("request_timeout", REQUEST_TIMEOUT), "proxy.request_timeout")
+    max_request_bytes = _int(proxy.get("max_request_bytes", MAX_REQUEST_BYTES), "proxy.max_request_bytes")
     _require(max_request_bytes > 0, "proxy.max_request_bytes must be positive")
     specs = {h: _model_spec(h, m) for h, m in _object(doc.get("models", {}), "models").items()}
     api_keys = {h: _api_key(h, k) for h, k in _object(doc.get("api_keys", {}), "api_keys").items()}
