@@ -64,6 +64,7 @@ class PlanResult(Frozen):
     planned: Attributes | None  # what will be set, computed values copied or "(known after apply)"
     requires_replace: tuple[str, ...] = ()  # dotted paths whose change cannot be made in place
     create_before_destroy: bool = False  # a replace starts the new one before stopping the old
+    computed: tuple[str, ...] = ()  # attributes only apply knows (they may stay unknown until then)
 
 
 class ApplyRequest(Frozen):
@@ -104,6 +105,18 @@ class GarbageCollecting(Protocol):
     """
 
     async def collect_garbage(self, keep: set[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class ReleasingLeftovers(Protocol):
+    """Optional: a provider that can find what it runs but no state records (a killed run's).
+
+    ``recorded`` holds every process name the state records for this provider; everything else
+    of the workspace is removed, and the supervisor too when nothing is recorded. Returns one line
+    per thing removed.
+    """
+
+    async def release_leftovers(self, recorded: set[str]) -> list[str]: ...
 
 
 class ProviderError(CmlplanError):

@@ -55,6 +55,7 @@ class FakeProvider:
             planned=planned,
             requires_replace=_REPLACE.get(request.kind, ()),
             create_before_destroy=request.kind in _CREATE_BEFORE_DESTROY,
+            computed=_COMPUTED.get(request.kind, ()),
         )
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:

@@ -127,3 +127,19 @@ class RoutingTable:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def snapshot_model(table: RoutingTable, address: str) -> dict[str, dict[str, Any]]:
+    """The routes of ``address`` as they are now (by key hash), so a failed rollout can put them back."""
+    return {h: dict(m) for h, m in table.read()["models"].items() if m.get("address") == address}
+
+
+def restore_model(table: RoutingTable, address: str, snapshot: dict[str, dict[str, Any]]) -> int:
+    """Put back what ``snapshot_model`` saw for ``address``; returns the new generation."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        models = {h: m for h, m in data["models"].items() if m.get("address") != address}
+        models.update(snapshot)
+        data["models"] = models
+
+    return table.change(mutate)
