@@ -82,7 +82,7 @@ class Workspace:
             spec_dir=str(self.directory),
             data_dir=str(self.data_dir),
             salt=state.salt,
-            settings=self.config.workspace_spec.model_dump(mode="json"),
+            settings=self.config.workspace_spec,
         )
 
     def providers(self, state: StateDocument, names: set[str] | None = None) -> dict[str, Provider]:

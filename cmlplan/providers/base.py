@@ -8,12 +8,13 @@ signature. Optional abilities (logs, exec) belong in separate protocols, not her
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import CmlplanError
+from ..specs.workspace import WorkspaceSpec
 
 Attributes = dict[str, Any]
 Progress = Callable[[str], None]
@@ -34,7 +35,7 @@ class ProviderContext(Frozen):
     spec_dir: str  # the folder the specs were loaded from
     data_dir: str  # where the provider keeps its files (<spec_dir>/.cmlplan)
     salt: str  # for hashing keys; not secret
-    settings: Mapping[str, Any] = Field(default_factory=dict)  # the Workspace spec, as JSON
+    settings: WorkspaceSpec = Field(default_factory=WorkspaceSpec)  # the Workspace spec, typed
 
 
 class ResourceRef(Frozen):

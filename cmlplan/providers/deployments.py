@@ -107,7 +107,7 @@ def plan_replicated(request: PlanRequest, build_computed: tuple[str, ...]) -> Pl
         return PlanResult(planned=planned, requires_replace=("hash",), computed=build_computed)
     planned["processes"] = current.get("processes", UNKNOWN) if request.current else UNKNOWN
     if request.kind == "deployment":
-        if request.current and not replicas_complete(current, planned):
+        if request.current and not replicas_complete(current, current):  # fewer than last applied
             planned["processes"] = UNKNOWN
         return PlanResult(
             planned=planned,

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from .attributes import check
 from .base import ApplyRequest, ApplyResult, Attributes, ProviderError
 from .deployments import process_names, proxy_url, route_model, route_proxy
 from .probes import ProbeFailed, check_example, proxy_generation, wait_healthy
@@ -129,6 +130,7 @@ class Rollout:
     async def deploy(self, request: ApplyRequest) -> ApplyResult:
         address, prior, planned = request.address, request.prior, request.planned
         assert planned is not None
+        check(address, "deployment", planned)
         await self.runtime.prepare()
         build = await self.runtime.locate_build(address, planned)
         fresh = prior is None or request.replace
@@ -249,6 +251,7 @@ class Rollout:
             if planned is None:
                 await self.runtime.release_if_idle()
                 return ApplyResult(attributes=None)
+        check(request.address, "proxy", planned)
         await self.runtime.prepare()
         host = self.runtime.proxy_host(planned)
         generation = route_proxy(self.routes, planned, host)

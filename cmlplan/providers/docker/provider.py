@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from ..attributes import check
 from ..base import (
     ApplyRequest,
     ApplyResult,
@@ -52,9 +53,8 @@ class DockerProvider:
         self.root = Path(context.data_dir)
         self.spec_dir = Path(context.spec_dir)
         self.workspace = context.workspace_id
-        settings = dict(context.settings.get("docker") or {})
-        self.base_image = str(settings.get("base_image") or "python:3.11-slim")
-        self.publish_host = str(settings.get("publish_host") or "127.0.0.1")
+        self.base_image = context.settings.docker.base_image
+        self.publish_host = context.settings.docker.publish_host
         self.routes = RoutingTable(self.root / "run" / "routes.json", context.salt)
         self.runtime = DockerRuntime(
             self.workspace, self.root, self.spec_dir, context.salt, self.base_image, self.publish_host,
@@ -161,6 +161,7 @@ class DockerProvider:
         if request.planned is None:
             return ApplyResult(attributes=None)  # the image stays until `cmlplan gc`
         planned = request.planned
+        check(request.address, "build", planned)
         inputs = build_inputs(self.spec_dir, planned)
         client = await self.runtime.client()
         # before tagging anything: image tags are named after the workspace, like its containers

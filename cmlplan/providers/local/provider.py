@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from ..attributes import check
 from ..base import (
     ApplyRequest,
     ApplyResult,
@@ -105,6 +106,7 @@ class LocalProvider:
             await asyncio.to_thread(self.builder.remove_build, model_key, int(prior.get("number", 0)))
             return ApplyResult(attributes=None)
         planned = request.planned
+        check(request.address, "build", planned)
         inputs = build_inputs(self.spec_dir, planned)
         build_request = BuildRequest(
             model_key=inputs.model_key,

@@ -16,13 +16,14 @@ from cmlplan.providers.fake import FakeProvider
 from cmlplan.providers.local.provider import LocalProvider
 from cmlplan.providers.registry import create_provider
 from cmlplan.providers.rollout import Rollout
+from cmlplan.specs.workspace import DockerSettings, WorkspaceSpec
 from cmlplan.values import UNKNOWN
 
 
 def _context(tmp_path: Path) -> ProviderContext:
     return ProviderContext(
         workspace_id="unit", spec_dir=str(tmp_path), data_dir=str(tmp_path / ".cmlplan"), salt="00",
-        settings={"provider": "docker", "docker": {"base_image": "base:1", "publish_host": "127.0.0.1"}},
+        settings=WorkspaceSpec(provider="docker", docker=DockerSettings(base_image="base:1", publish_host="127.0.0.1")),
     )
 
 
