@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_commands import cmlplan  # type: ignore[import-not-found]
 
 
