@@ -63,7 +63,7 @@ async def apply_run(
         if not change.action.changes and change.before is not None and run.plan.refresh:
             _record(document, change.address, change.kind, run.providers_of[change.address], change.before, run.dependencies.get(change.address, ()))
     if not changes:
-        save(document)
+        await asyncio.to_thread(save, document)
         report.seconds = time.monotonic() - started
         return report
 
@@ -136,7 +136,7 @@ async def apply_run(
                         BuildRecord(number=int(address.rsplit("#", 1)[1]), hash=str(outcome.attributes.get("hash"))),
                     )
             try:
-                save(document)
+                await asyncio.to_thread(save, document)  # the event loop keeps serving rollouts
             except StateError as exc:
                 report.state_error = report.state_error or str(exc)
                 halt.set()
@@ -188,7 +188,7 @@ async def _allocate_deployment_id(
     """
     async with write_lock:
         deployment_id = document.next_id("deployment")
-        save(document)
+        await asyncio.to_thread(save, document)
     return deployment_id
 
 

@@ -64,7 +64,7 @@ class ProxyLink:
     async def confirm(self, generation: int, timeout: float | None = None) -> bool | None:
         """True once confirmed, False when the time ran out, None when no proxy runs (it reads at start)."""
         count = await self.runtime.signal_proxies()
-        url = proxy_url(self.routes.read().get("listen") or {})
+        url = proxy_url((await asyncio.to_thread(self.routes.read)).get("listen") or {})
         if count == 0 or url is None:
             return None
         needed = 1 if count == 1 else 4 * count
@@ -178,7 +178,7 @@ class Rollout:
 
     async def undeploy(self, request: ApplyRequest) -> ApplyResult:
         prior = request.prior or {}
-        generation = self.routes.set_model(str(prior.get("model")), None)
+        generation = await asyncio.to_thread(self.routes.set_model, str(prior.get("model")), None)
         await self.link.confirm(generation)  # best effort: the model is going away either way
         live = await self.live()
         names = process_names(prior) + sorted(_orphans(live.values(), request.address, set(process_names(prior))))
@@ -223,17 +223,17 @@ class Rollout:
     ) -> None:
         """Route the model to ``processes``; if no proxy confirms, route it back and fail."""
         model = str(planned["model"])
-        before = snapshot_model(self.routes, model)
-        generation = route_model(self.routes, planned, processes)
+        before = await asyncio.to_thread(snapshot_model, self.routes, model)
+        generation = await asyncio.to_thread(route_model, self.routes, planned, processes)
         confirmed = await self.link.confirm(generation)
         if confirmed is None or confirmed:
             if confirmed:
                 request.progress("the proxy routes to the new replicas")
             return
-        restore_model(self.routes, model, before)
+        await asyncio.to_thread(restore_model, self.routes, model, before)
         await self.runtime.signal_proxies()
         await self._remove([s.name for s in started])
-        url = proxy_url(self.routes.read().get("listen") or {})
+        url = proxy_url((await asyncio.to_thread(self.routes.read)).get("listen") or {})
         raise ProviderError(
             f"{request.address}: the proxy at {url} did not load routing generation {generation} within "
             f"{proxy_confirm_timeout():g}s; the route is put back, the new replicas are removed and the "
@@ -254,7 +254,7 @@ class Rollout:
         check(request.address, "proxy", planned)
         await self.runtime.prepare()
         host = self.runtime.proxy_host(planned)
-        generation = route_proxy(self.routes, planned, host)
+        generation = await asyncio.to_thread(route_proxy, self.routes, planned, host)
         records, started = await self.runtime.ensure_proxies(request.address, planned, request.progress)
         url = proxy_url({"host": host, "port": planned["port"]})
         assert url is not None
