@@ -69,6 +69,8 @@ class FakeProvider:
         for key in ATTRIBUTES[request.kind].computed:
             if attributes.get(key) == UNKNOWN or request.replace:
                 attributes[key] = _computed(request.address, key, attributes)
+        if request.kind == "deployment" and not request.replace:
+            attributes["processes"] = _scaled(request.address, attributes)  # like a rollout's update
         check(request.address, request.kind, attributes)  # what a real provider records has these types
         self.world[request.address] = copy.deepcopy(attributes)
         return ApplyResult(attributes=attributes)
@@ -85,3 +87,10 @@ def _computed(address: str, key: str, attributes: Attributes) -> Any:
         ident = attributes.get("deployment_id", "p")
         return [{"name": f"fake.{address}.d{ident}.{i}", "index": i} for i in range(count)]
     return f"{key}-{address}"
+
+
+def _scaled(address: str, attributes: Attributes) -> list[dict[str, Any]]:
+    """The recorded processes kept by index, cut or topped up to the wanted count."""
+    wanted = _computed(address, "processes", attributes)
+    kept = {p["index"]: p for p in attributes.get("processes") or [] if isinstance(p, dict)}
+    return [kept.get(p["index"], p) for p in wanted]
