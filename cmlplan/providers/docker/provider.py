@@ -28,12 +28,10 @@ from ..base import (
     PlanResult,
     ProviderContext,
     ProviderError,
-    ReadRequest,
-    ReadResult,
     UnsupportedError,
 )
 from ..buildfiles import BuildError, build_error, build_inputs
-from ..deployments import plan_replicated
+from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from . import containers as ct
@@ -41,12 +39,10 @@ from .images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
 from .images import LABEL_KIND, ImageRequest
 from .runtime import DockerRuntime
 
-BUILD_COMPUTED = ("path", "image", "image_id")
 
-
-class DockerProvider:
+class DockerProvider(ReplicatedProvider):
     name = "docker"
-    kinds = frozenset({"build", "deployment", "proxy"})
+    build_computed = ("path", "image", "image_id")
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
@@ -63,25 +59,13 @@ class DockerProvider:
         self.network = self.runtime.network
         self.rollout = Rollout(self.runtime, self.routes)
 
-    async def read(self, request: ReadRequest) -> ReadResult:
-        if not request.resources:
-            return ReadResult(live={})
+    async def build_exists(self, attributes: Attributes) -> bool:
+        tag = attributes.get("image")
+        if not tag:
+            return False
         await self.runtime.client()
-        live_replicas = await self.rollout.live()
-        live: dict[str, Attributes | None] = {}
-        for ref in request.resources:
-            attributes = dict(ref.attributes)
-            if ref.kind == "build":
-                tag = attributes.get("image")
-                image = await asyncio.to_thread(self.runtime.builder.image, str(tag)) if tag else None
-                ok = image is not None and image["id"] == attributes.get("image_id")
-                live[ref.address] = attributes if ok else None
-            elif ref.kind == "deployment":
-                live[ref.address] = self.rollout.observed(attributes, live_replicas, owner=ref.address)
-            elif ref.kind == "proxy":
-                observed = self.rollout.observed(attributes, live_replicas)
-                live[ref.address] = observed if observed.get("processes") else None
-        return ReadResult(live=live)
+        image = await asyncio.to_thread(self.runtime.builder.image, str(tag))
+        return image is not None and image["id"] == attributes.get("image_id")
 
     async def plan(self, request: PlanRequest) -> PlanResult:
         if request.kind == "proxy" and request.desired is not None and int(request.desired.get("replicas") or 1) != 1:
@@ -89,26 +73,9 @@ class DockerProvider:
                 f"{request.address}: the docker provider runs one proxy container per workspace "
                 "(its port is published once); set replicas: 1"
             )
-        return plan_replicated(request, BUILD_COMPUTED)
-
-    async def apply(self, request: ApplyRequest) -> ApplyResult:
-        if request.kind == "build":
-            return await self._apply_build(request)
-        if request.kind == "deployment":
-            if request.planned is None:
-                return await self.rollout.undeploy(request)
-            return await self.rollout.deploy(request)
-        if request.kind == "proxy":
-            return await self.rollout.apply_proxy(request)
-        raise UnsupportedError(f"{request.address}: kind {request.kind!r} is not supported by provider 'docker'")
-
-    async def close(self) -> None:
-        await self.rollout.close()
+        return await super().plan(request)
 
     # -- optional abilities -----------------------------------------------------------------------
-
-    async def release_leftovers(self, recorded: set[str]) -> list[str]:
-        return await self.rollout.remove_leftovers(recorded)
 
     async def collect_garbage(self, keep: set[str]) -> list[str]:
         """Remove this workspace's build images (and contexts) whose build address is not in ``keep``."""
@@ -157,7 +124,7 @@ class DockerProvider:
 
     # -- builds -----------------------------------------------------------------------------------
 
-    async def _apply_build(self, request: ApplyRequest) -> ApplyResult:
+    async def apply_build(self, request: ApplyRequest) -> ApplyResult:
         if request.planned is None:
             return ApplyResult(attributes=None)  # the image stays until `cmlplan gc`
         planned = request.planned

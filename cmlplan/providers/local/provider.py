@@ -13,26 +13,19 @@ from ..base import (
     ApplyRequest,
     ApplyResult,
     Attributes,
-    PlanRequest,
-    PlanResult,
     ProviderContext,
-    ReadRequest,
-    ReadResult,
-    UnsupportedError,
 )
 from ..buildfiles import build_error, build_inputs
-from ..deployments import plan_replicated
+from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from .builds import BuildFailed, BuildRequest, LocalBuilder
 from .runtime import SupervisorRuntime
 
-BUILD_COMPUTED = ("path",)
 
-
-class LocalProvider:
+class LocalProvider(ReplicatedProvider):
     name = "local"
-    kinds = frozenset({"build", "deployment", "proxy"})
+    build_computed = ("path",)
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
@@ -43,38 +36,9 @@ class LocalProvider:
         self.runtime = SupervisorRuntime(self.root, self.builder, self.routes.path)
         self.rollout = Rollout(self.runtime, self.routes)
 
-    async def read(self, request: ReadRequest) -> ReadResult:
-        live_replicas = await self.rollout.live() if request.resources else {}
-        live: dict[str, Attributes | None] = {}
-        for ref in request.resources:
-            attributes = dict(ref.attributes)
-            if ref.kind == "build":
-                model_key = str(attributes.get("model", "")).removeprefix("model.")
-                exists = self.builder.existing(model_key, int(attributes.get("number", 0))) is not None
-                live[ref.address] = attributes if exists else None
-            elif ref.kind == "deployment":
-                live[ref.address] = self.rollout.observed(attributes, live_replicas, owner=ref.address)
-            elif ref.kind == "proxy":
-                observed = self.rollout.observed(attributes, live_replicas)
-                live[ref.address] = observed if observed.get("processes") else None
-        return ReadResult(live=live)
-
-    async def plan(self, request: PlanRequest) -> PlanResult:
-        return plan_replicated(request, BUILD_COMPUTED)
-
-    async def apply(self, request: ApplyRequest) -> ApplyResult:
-        if request.kind == "build":
-            return await self._apply_build(request)
-        if request.kind == "deployment":
-            if request.planned is None:
-                return await self.rollout.undeploy(request)
-            return await self.rollout.deploy(request)
-        if request.kind == "proxy":
-            return await self.rollout.apply_proxy(request)
-        raise UnsupportedError(f"{request.address}: kind {request.kind!r} is not supported by provider 'local'")
-
-    async def close(self) -> None:
-        await self.rollout.close()
+    async def build_exists(self, attributes: Attributes) -> bool:
+        model_key = str(attributes.get("model", "")).removeprefix("model.")
+        return self.builder.existing(model_key, int(attributes.get("number", 0))) is not None
 
     # -- optional abilities -----------------------------------------------------------------------
 
@@ -94,12 +58,9 @@ class LocalProvider:
         removed += [f"venv {self.builder.venvs_dir / key}" for key in venvs]
         return removed
 
-    async def release_leftovers(self, recorded: set[str]) -> list[str]:
-        return await self.rollout.remove_leftovers(recorded)
-
     # -- builds -----------------------------------------------------------------------------------
 
-    async def _apply_build(self, request: ApplyRequest) -> ApplyResult:
+    async def apply_build(self, request: ApplyRequest) -> ApplyResult:
         if request.planned is None:
             prior = request.prior or {}
             model_key = str(prior.get("model", "")).removeprefix("model.")
