@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from faultkit import FaultWorkspace, kill_group
 
 pytestmark = pytest.mark.slow
 
-FIRST_APPLY_WRITES = 5  # project, model, build, deployment, proxy: one state write each
+FIRST_APPLY_WRITES = 6  # project, model, build, deployment, proxy: one write each, + the deployment id
 
 
 class SerialWatcher:
@@ -62,11 +63,18 @@ def test_two_applies_at_once_exactly_one_proceeds(numbers: FaultWorkspace) -> No
     with SerialWatcher(numbers) as watcher:
         started = time.monotonic()
         runs = [numbers.popen_cli("apply", "-auto-approve") for _ in range(2)]
+        results: list[tuple[Any, str, float]] = []
+
+        def wait(process: Any) -> None:  # each run's own end, not when the other one ended
+            output, _ = process.communicate(timeout=240)
+            results.append((process, output, time.monotonic() - started))
+
         try:
-            results = []
-            for process in runs:
-                output, _ = process.communicate(timeout=240)
-                results.append((process, output, time.monotonic() - started))
+            waiters = [threading.Thread(target=wait, args=(process,)) for process in runs]
+            for waiter in waiters:
+                waiter.start()
+            for waiter in waiters:
+                waiter.join(timeout=260)
         finally:
             for process in runs:
                 kill_group(process)
