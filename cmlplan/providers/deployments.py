@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Attributes
+from ..values import UNKNOWN
+from .base import Attributes, PlanRequest, PlanResult
 from .routing import RoutingTable
 
-HEALTH_TIMEOUT = 120.0
 DEPLOYMENT_REPLACE_PATHS = (
     "build",
     "build_hash",
@@ -91,3 +91,30 @@ def proxy_url(listen: dict[str, Any]) -> str | None:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     return f"http://{host}:{listen['port']}"
+
+
+def plan_replicated(request: PlanRequest, build_computed: tuple[str, ...]) -> PlanResult:
+    """What a provider that runs builds, deployments and the proxy plans (local and docker alike).
+
+    Computed values are copied from what is live, or unknown until apply; replicas that vanished
+    outside cmlplan make ``processes`` unknown, so apply starts them again.
+    """
+    if request.desired is None:
+        return PlanResult(planned=None)
+    current = request.current or {}
+    planned = dict(request.desired)
+    if request.kind == "build":
+        for computed in build_computed:
+            planned[computed] = current.get(computed, UNKNOWN)
+        return PlanResult(planned=planned, requires_replace=("hash",), computed=build_computed)
+    planned["processes"] = current.get("processes", UNKNOWN) if request.current else UNKNOWN
+    if request.kind == "deployment":
+        if request.current and not replicas_complete(current, current):  # fewer than last applied
+            planned["processes"] = UNKNOWN
+        return PlanResult(
+            planned=planned,
+            requires_replace=DEPLOYMENT_REPLACE_PATHS,
+            create_before_destroy=True,
+            computed=("processes",),
+        )
+    return PlanResult(planned=planned, requires_replace=PROXY_REPLACE_PATHS, computed=("processes",))

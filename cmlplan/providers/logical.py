@@ -54,7 +54,7 @@ class LogicalProvider:
             planned["expires"] = _expiry(planned, current.get("created_at"))
             if planned.get("value_ref") and planned.get("key_hash") not in (None, UNKNOWN):
                 planned["key_fingerprint"] = current.get("key_fingerprint", UNKNOWN)
-        return PlanResult(planned=planned)
+        return PlanResult(planned=planned, computed=_COMPUTED[request.kind])
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:
         if request.planned is None:

@@ -27,6 +27,7 @@ from pydantic import (
 
 from cmlplan import __version__
 from cmlplan.errors import CmlplanError
+from cmlplan.providers.attributes import problem as attribute_problem
 
 FORMAT_VERSION = 1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -196,9 +197,14 @@ class StateDocument(_Model):
                 f"this cmlplan reads format {FORMAT_VERSION}"
             )
         try:
-            return cls.model_validate(data)
+            document = cls.model_validate(data)
         except ValidationError as exc:
             raise StateError(f"state file {source} is invalid: {_describe(exc)}") from None
+        for address, resource in document.resources.items():
+            found = attribute_problem(resource.kind, resource.attributes)
+            if found is not None:
+                raise StateError(f"state file {source} is invalid: resources[{address!r}].attributes.{found}")
+        return document
 
 
 class StateDelta(_Model):

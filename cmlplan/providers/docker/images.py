@@ -37,7 +37,8 @@ from typing import Any
 
 import cmlplan
 
-from ..local.builds import (
+from ..buildfiles import (
+    RUNTIME_PACKAGES,
     BuildError,
     BuildFailed,
     copy_manifest,
@@ -51,7 +52,6 @@ from ..local.builds import (
 from ..source import FileEntry, dependency_hash, parse_requirements
 
 IMAGE_PYTHON = "3.11"
-RUNTIME_PACKAGES = ("uvicorn", "uvloop", "httptools")
 PROXY_PACKAGES = ("uvloop", "httptools", "orjson", "prometheus-client")
 WHEELS_MARKER = "cmlplan-wheels.json"
 LABEL_WORKSPACE = "cmlplan.workspace"
