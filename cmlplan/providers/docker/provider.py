@@ -33,12 +33,12 @@ from ..base import (
     UnsupportedError,
 )
 from ..buildfiles import BuildError, build_error, build_inputs
-from ..deployments import plan_replicated
+from ..deployments import plan_replicated, refuse_unsupported
+from ..images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
+from ..images import LABEL_KIND, ImageRequest
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from . import containers as ct
-from .images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
-from .images import LABEL_KIND, ImageRequest
 from .runtime import DockerRuntime
 
 BUILD_COMPUTED = ("path", "image", "image_id")
@@ -89,6 +89,7 @@ class DockerProvider:
                 f"{request.address}: the docker provider runs one proxy container per workspace "
                 "(its port is published once); set replicas: 1"
             )
+        refuse_unsupported(request, self.name, gpus=True, autoscale=False)
         return plan_replicated(request, BUILD_COMPUTED)
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:

@@ -21,7 +21,7 @@ from ..base import (
     UnsupportedError,
 )
 from ..buildfiles import build_error, build_inputs
-from ..deployments import plan_replicated
+from ..deployments import plan_replicated, refuse_unsupported
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from .builds import BuildFailed, BuildRequest, LocalBuilder
@@ -60,6 +60,7 @@ class LocalProvider:
         return ReadResult(live=live)
 
     async def plan(self, request: PlanRequest) -> PlanResult:
+        refuse_unsupported(request, self.name, gpus=False, autoscale=False)
         return plan_replicated(request, BUILD_COMPUTED)
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:
