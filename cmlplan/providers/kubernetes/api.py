@@ -90,7 +90,7 @@ class KubeApi:
             if exc.status == 409:
                 raise ConflictError(
                     f"{kind}/{name} in namespace {self.namespace}: fields cmlplan applies are managed by someone "
-                    f"else ({_reason(exc)}); set kubernetes.force_conflicts: true in the Workspace to take them over"
+                    f"else ({_reason(exc)}); set kubernetes.force_conflicts: true in the Workspace (or CMLPLAN_K8S_FORCE_CONFLICTS=1) to take them over"
                 ) from None
             raise self._error(f"cannot apply {kind}/{name}", exc) from None
 
@@ -165,17 +165,23 @@ class KubeApi:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
+        client = self.api_client
         try:
-            return self.api_client.call_api(
-                path, method, query_params=query or [], header_params=headers, body=body,
-                auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
-                _preload_content=True, _request_timeout=timeout,
+            request = client.param_serialize(
+                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
             )
-        except ApiException:
-            raise
+            response = client.call_api(*request, _request_timeout=timeout)
+            response.read()
         except Exception as exc:  # urllib3 connection errors and the like
-            host = self.api_client.configuration.host
+            host = client.configuration.host
             raise ProviderError(f"cannot reach the Kubernetes API at {host}: {type(exc).__name__}: {exc}") from None
+        text = (response.data or b"").decode("utf-8", errors="replace")
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(http_resp=response, body=text, data=None)
+        try:
+            return json.loads(text) if text else {}
+        except ValueError:
+            raise ProviderError(f"the Kubernetes API answered {method} {path} with non-JSON") from None
 
     def _error(self, what: str, exc: ApiException) -> ProviderError:
         return ProviderError(f"{what} in namespace {self.namespace}: {exc.status} {_reason(exc)}")

@@ -252,7 +252,7 @@ def _decimal(value: float) -> str:
 
 
 def proxy_objects(target: Target, address: str, planned: Attributes, proxy_image: str, routes: bytes) -> list[Manifest]:
-    """The proxy's Secret (routing table), Deployment and Service."""
+    """The proxy's Secret (routing table), Deployment and Service; ``proxy_image`` is what the pods pull."""
     name = names.proxy_object(target.workspace)
     port = int(planned["port"])
     labels = names.base_labels(target.workspace, address, "proxy")
@@ -271,16 +271,14 @@ def proxy_objects(target: Target, address: str, planned: Attributes, proxy_image
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": target.progress_deadline,
             "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {names.ANNOTATION_ADDRESS: address, names.ANNOTATION_ROUTES: routes_digest(routes)},
-                },
+                # the routes digest annotation is applied apart (``routes_bump``, its own field manager)
+                "metadata": {"labels": labels, "annotations": {names.ANNOTATION_ADDRESS: address}},
                 "spec": {
                     **_pod_basics(target),
                     "containers": [
                         {
                             "name": "proxy",
-                            "image": target.image(proxy_image),
+                            "image": proxy_image,
                             "imagePullPolicy": "IfNotPresent",
                             "command": command,
                             "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
@@ -329,7 +327,8 @@ def routes_digest(routes: bytes) -> str:
 
 
 def routes_bump(target: Target, routes: bytes) -> Manifest:
-    """The partial apply (field manager ``cmlplan-routes``) that rolls the proxy to new routes."""
+    """The partial apply (field manager ``cmlplan-routes``, the annotation's only owner) that rolls
+    the proxy pods to new routes; an unchanged table changes nothing."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

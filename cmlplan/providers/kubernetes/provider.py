@@ -220,14 +220,14 @@ class KubernetesProvider:
             return await self._apply_proxy(request)
         raise ProviderError(f"{request.address}: kind {request.kind!r} is not supported by provider 'kubernetes'")
 
+    def force_conflicts(self) -> bool:
+        """Take over fields other managers set: only when the Workspace or the caller asks."""
+        return self.settings.force_conflicts or os.environ.get("CMLPLAN_K8S_FORCE_CONFLICTS") == "1"
+
     async def _apply_objects(self, manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         api = await self.api()
-        applied = []
-        for manifest in manifests:
-            applied.append(
-                await asyncio.to_thread(api.apply, manifest, names.MANAGER, force=self.settings.force_conflicts)
-            )
-        return applied
+        force = self.force_conflicts()
+        return [await asyncio.to_thread(api.apply, manifest, names.MANAGER, force=force) for manifest in manifests]
 
     async def _delete_refs(self, refs: list[str]) -> None:
         api = await self.api()
@@ -314,15 +314,17 @@ class KubernetesProvider:
         async with self._routes_lock:
             api = await self.api()
             content = await asyncio.to_thread(self._routes_bytes)
-            await asyncio.to_thread(api.apply, ob.routes_object(self.target, content), names.MANAGER, force=True)
-            proxy = names.proxy_object(self.workspace)
-            if await asyncio.to_thread(api.get, "Deployment", proxy) is None:
-                return  # the proxy reads the table when it starts
-            bumped = await asyncio.to_thread(api.apply, ob.routes_bump(self.target, content), names.ROUTES_MANAGER, force=True)
-            await wait_rollout(
-                api, proxy, int(bumped["metadata"].get("generation") or 1), self.rollout_timeout(), request.progress,
-                what="proxy reload",
-            )
+            secret = ob.routes_object(self.target, content)
+            await asyncio.to_thread(api.apply, secret, names.MANAGER, force=self.force_conflicts())
+            if await asyncio.to_thread(api.get, "Deployment", names.proxy_object(self.workspace)) is not None:
+                await self._roll_proxy(api, content, request)
+
+    async def _roll_proxy(self, api: KubeApi, content: bytes, request: ApplyRequest, what: str = "proxy reload") -> None:
+        """Put the table's digest into the proxy's pod template and wait for the pods that read it."""
+        bump = ob.routes_bump(self.target, content)
+        bumped = await asyncio.to_thread(api.apply, bump, names.ROUTES_MANAGER, force=self.force_conflicts())
+        generation = int(bumped["metadata"].get("generation") or 1)
+        await wait_rollout(api, bumped["metadata"]["name"], generation, self.rollout_timeout(), request.progress, what=what)
 
     def _routes_bytes(self) -> bytes:
         table = self.routes.read()
@@ -353,12 +355,8 @@ class KubernetesProvider:
         async with self._routes_lock:
             content = await asyncio.to_thread(self._routes_bytes)
             manifests = ob.proxy_objects(self.target, request.address, {**planned}, image, content)
-            applied = await self._apply_objects(manifests)
-        deployment = next(a for a in applied if a.get("kind") == "Deployment")
-        await wait_rollout(
-            await self.api(), deployment["metadata"]["name"], int(deployment["metadata"].get("generation") or 1),
-            self.rollout_timeout(), request.progress, what="proxy rollout",
-        )
+            await self._apply_objects(manifests)
+            await self._roll_proxy(await self.api(), content, request, what="proxy rollout")
         request.progress(
             f"proxy serving on Service/{names.proxy_object(self.workspace)}:{planned['port']} "
             f"(kubectl port-forward -n {self.target.namespace} svc/{names.proxy_object(self.workspace)} {planned['port']})"

@@ -59,5 +59,5 @@ def rendered(directory: Path, deployment_id: int = 1) -> tuple[ob.Target, list[d
         if address.startswith("deployment."):
             manifests += ob.model_objects(target, address, {**attributes, "deployment_id": deployment_id}, {})
     proxy_address, proxy = next((a, v) for a, v in plan.items() if a.startswith("proxy."))
-    manifests += ob.proxy_objects(target, proxy_address, proxy, PROXY_IMAGE, b'{"version": 1}')
+    manifests += ob.proxy_objects(target, proxy_address, proxy, target.image(PROXY_IMAGE), b'{"version": 1}')
     return target, manifests
