@@ -316,14 +316,19 @@ class KubernetesProvider:
             content = await asyncio.to_thread(self._routes_bytes)
             secret = ob.routes_object(self.target, content)
             await asyncio.to_thread(api.apply, secret, names.MANAGER, force=self.force_conflicts())
-            if await asyncio.to_thread(api.get, "Deployment", names.proxy_object(self.workspace)) is not None:
-                await self._roll_proxy(api, content, request)
+            proxy = await asyncio.to_thread(api.get, "Deployment", names.proxy_object(self.workspace))
+            if proxy is not None:
+                await self._roll_proxy(api, content, request, before=int(proxy["metadata"].get("generation") or 0))
 
-    async def _roll_proxy(self, api: KubeApi, content: bytes, request: ApplyRequest, what: str = "proxy reload") -> None:
+    async def _roll_proxy(
+        self, api: KubeApi, content: bytes, request: ApplyRequest, what: str = "proxy reload", before: int = -1
+    ) -> None:
         """Put the table's digest into the proxy's pod template and wait for the pods that read it."""
         bump = ob.routes_bump(self.target, content)
         bumped = await asyncio.to_thread(api.apply, bump, names.ROUTES_MANAGER, force=self.force_conflicts())
         generation = int(bumped["metadata"].get("generation") or 1)
+        if generation == before:
+            return  # the same table: nothing rolls
         await wait_rollout(api, bumped["metadata"]["name"], generation, self.rollout_timeout(), request.progress, what=what)
 
     def _routes_bytes(self) -> bytes:

@@ -56,7 +56,8 @@ def rollout_status(deployment: dict[str, Any], generation: int) -> RolloutStatus
     available = int(status.get("availableReplicas") or 0)
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return RolloutStatus(False, "progress deadline exceeded", condition.get("message") or "ProgressDeadlineExceeded")
+            detail = condition.get("message") or "no progress within progressDeadlineSeconds"
+            return RolloutStatus(False, "progress deadline exceeded", f"ProgressDeadlineExceeded: {detail}")
     if observed < generation:
         return RolloutStatus(False, "waiting for the controller to see the new spec")
     if updated < wanted:

@@ -109,6 +109,7 @@ class FakeKubernetes:
         self.mode: dict[str, str] = {}  # Deployment name -> how its rollouts go
         self.service_handler: ServiceHandler = lambda _service, _path, _body: (503, {"message": "no endpoints"})
         self.requests: list[tuple[str, str]] = []
+        self.served: set[tuple[str, str]] = set()  # (Deployment, template digest) that rolled out
         self.lock = threading.RLock()
         self._version = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -230,6 +231,8 @@ class FakeKubernetes:
         key = (kind, namespace, rest[3])
         if request.method == "GET":
             found = self._read(key)
+            if key in self.objects and kind == "Deployment":
+                self._progress(self.objects[key])  # a slow rollout moves on after each read
             return web.json_response(found) if found else _status(404, "NotFound", f'{plural} "{rest[3]}" not found')
         if request.method == "DELETE":
             if key not in self.objects:
@@ -267,8 +270,6 @@ class FakeKubernetes:
         for (k, ns, _name), obj in sorted(self.objects.items()):
             if k != kind or ns != namespace:
                 continue
-            if kind in ("Deployment",):
-                self._progress(obj)
             if labels and not _matches(obj.get("metadata", {}).get("labels") or {}, labels):
                 continue
             if fields and not all(
@@ -281,11 +282,7 @@ class FakeKubernetes:
 
     def _read(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
         obj = self.objects.get(key)
-        if obj is None:
-            return None
-        if key[0] == "Deployment":
-            self._progress(obj)
-        return copy.deepcopy(obj)
+        return copy.deepcopy(obj) if obj is not None else None
 
     def _apply(self, key: tuple[str, str, str], config: dict[str, Any], manager: str, force: bool, dry_run: bool) -> web.Response:
         current = self.objects.get(key)
@@ -362,6 +359,8 @@ class FakeKubernetes:
         template = spec.get("template") or {}
         digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         mode = self.mode.get(name, "ready")
+        if (name, digest) in self.served:
+            mode = "ready"  # a template that served before (a rollback): its ReplicaSet is still up
         generation = obj["metadata"]["generation"]
         for key in [k for k, o in self.objects.items() if k[0] == "Pod" and o["metadata"].get("ownerDeployment") == name]:
             if self.objects[key]["metadata"]["labels"].get("pod-template-hash") != digest or mode == "ready":
@@ -377,6 +376,7 @@ class FakeKubernetes:
             obj["metadata"]["fakeTarget"] = wanted
             for index in range(wanted if mode == "ready" else 0):
                 self._pod(obj, digest, index, ready=True)
+            self.served.add((name, digest))
             return
         status.update(replicas=old + 1, updatedReplicas=1, readyReplicas=old, availableReplicas=old, unavailableReplicas=1)
         progressing = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}
