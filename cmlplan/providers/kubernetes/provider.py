@@ -199,13 +199,13 @@ class KubernetesProvider:
                 planned["replicas"] = current["replicas"]  # the autoscaler owns it
             planned["image"] = self.target.image(ob.model_image_tag(self.workspace, planned))
             manifests = ob.model_objects(self.target, request.address, planned, {})
-            planned["processes"] = [{"name": ob.ref(m)} for m in manifests]
+            planned["processes"] = _planned_objects(request.current, manifests)
             # every change is an update: the Deployment's RollingUpdate replaces pods without a gap
-            return PlanResult(planned=planned)
+            return PlanResult(planned=planned, computed=("processes",))
         planned["image"] = self.target.image(self.publisher.proxy_tag())
         manifests = ob.proxy_objects(self.target, request.address, planned, planned["image"], b"{}")
-        planned["processes"] = [{"name": ob.ref(m)} for m in manifests]
-        return PlanResult(planned=planned)
+        planned["processes"] = _planned_objects(request.current, manifests)
+        return PlanResult(planned=planned, computed=("processes",))
 
     # -- apply ------------------------------------------------------------------------------------
 
@@ -256,7 +256,8 @@ class KubernetesProvider:
             await self._route(request, planned)
         except ProviderError as exc:
             outcome = await self._roll_back(request, prior if existed else None, refs, before)
-            raise ProviderError(f"{address}: {exc}; {outcome}") from None
+            what = "new replicas failed, the running ones keep serving" if existed else "the first rollout failed"
+            raise ProviderError(f"{address}: {what}: {exc}; {outcome}") from None
         request.progress(f"serving build {planned['build']} from Deployment/{names.model_object(self.workspace, planned['project'], planned['name'])}")
         return ApplyResult(attributes={**planned, "processes": [{"name": r} for r in refs]})
 
@@ -415,6 +416,15 @@ class KubernetesProvider:
             await asyncio.to_thread(self._api.close)
             self._api = None
         await asyncio.to_thread(self.publisher.close)
+
+
+def _planned_objects(current: Attributes | None, manifests: list[dict[str, Any]]) -> Any:
+    """The objects as live when they are all there; unknown (apply makes them) when any is missing."""
+    processes = (current or {}).get("processes")
+    if not isinstance(processes, list):
+        return UNKNOWN
+    wanted = sorted(ob.ref(m) for m in manifests)
+    return processes if sorted(str(p.get("name")) for p in processes if isinstance(p, dict)) == wanted else UNKNOWN
 
 
 def _present(recorded: Attributes, live: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -108,6 +108,8 @@ class FakeKubernetes:
         self.managers: dict[tuple[str, str, str], dict[str, set[Path]]] = {}
         self.mode: dict[str, str] = {}  # Deployment name -> how its rollouts go
         self.service_handler: ServiceHandler = lambda _service, _path, _body: (503, {"message": "no endpoints"})
+        # how a new pod of a Deployment comes up: None (ready) or the waiting reason it is stuck in
+        self.pod_check: Callable[[dict[str, Any]], str | None] = lambda _deployment: None
         self.requests: list[tuple[str, str]] = []
         self.served: set[tuple[str, str]] = set()  # (Deployment, template digest) that rolled out
         self.lock = threading.RLock()
@@ -359,6 +361,8 @@ class FakeKubernetes:
         template = spec.get("template") or {}
         digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         mode = self.mode.get(name, "ready")
+        if mode == "ready" and (stuck := self.pod_check(obj)) is not None:
+            mode = f"stuck:{stuck}"
         if (name, digest) in self.served:
             mode = "ready"  # a template that served before (a rollback): its ReplicaSet is still up
         generation = obj["metadata"]["generation"]
@@ -390,7 +394,10 @@ class FakeKubernetes:
         if mode.startswith("stuck:"):
             reason = mode.partition(":")[2]
             pod["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": reason, "message": f"{reason} for the test"}}
-            self.event(pod_name, "Failed", f'Failed to pull image "{template["spec"]["containers"][0]["image"]}": not found', namespace)
+            if "Image" in reason:
+                self.event(pod_name, "Failed", f'Failed to pull image "{template["spec"]["containers"][0]["image"]}": not found', namespace)
+            else:
+                self.event(pod_name, "BackOff", "Back-off restarting failed container replica", namespace)
         elif mode == "oom":
             container = pod["status"]["containerStatuses"][0]
             container["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}}
