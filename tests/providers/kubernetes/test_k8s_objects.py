@@ -194,3 +194,8 @@ def test_golden_objects(example: str) -> None:
         path.write_text(text)
     assert path.exists(), f"{path} is missing: run with CMLPLAN_UPDATE_GOLDEN=1"
     assert text == path.read_text(), f"{path} differs: review, then regenerate with CMLPLAN_UPDATE_GOLDEN=1"
+
+
+def test_the_docs_show_the_iris_objects() -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "kubernetes.md").read_text()
+    assert (GOLDEN / "iris.yaml").read_text() in docs, "docs/kubernetes.md: paste golden/iris.yaml into its last section"
