@@ -15,6 +15,7 @@ State records the objects of each resource as its ``processes`` (``Deployment/<n
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..buildfiles import BuildError, build_error, build_inputs
 from ..deployments import route_model, route_proxy
 from ..images import ImageRequest
 from ..probes import ProbeFailed, judge_answer
-from ..routing import RoutingTable, restore_model, snapshot_model
+from ..routing import RoutingTable, parse_table, restore_model, snapshot_model
 from . import names
 from . import objects as ob
 from .api import OWNED_KINDS, KubeApi, connect
@@ -305,7 +306,21 @@ class KubernetesProvider:
         if examples:
             request.progress(f"the new replicas answered {len(examples)} example(s)")
 
+    async def _seed_routes(self) -> None:
+        """Start from the cluster's routing table when this machine has no copy of it yet, so the
+        first write does not drop the other models' routes."""
+        if self.routes.path.exists():
+            return
+        api = await self.api()
+        secret = await asyncio.to_thread(api.get, "Secret", names.routes_secret(self.workspace))
+        encoded = ((secret or {}).get("data") or {}).get("routes.json")
+        if not encoded:
+            return
+        table = parse_table(base64.b64decode(encoded), f"Secret/{names.routes_secret(self.workspace)}")
+        await asyncio.to_thread(self.routes.change, lambda data: data.update({**table, "salt": data["salt"]}))
+
     async def _route(self, request: ApplyRequest, planned: Attributes) -> None:
+        await self._seed_routes()
         slots = ob.slot_urls(self.target, planned)
         await asyncio.to_thread(route_model, self.routes, planned, slots)
         await self._publish_routes(request)
@@ -338,6 +353,7 @@ class KubernetesProvider:
 
     async def _undeploy(self, request: ApplyRequest) -> ApplyResult:
         prior = request.prior or {}
+        await self._seed_routes()
         await asyncio.to_thread(self.routes.set_model, str(prior.get("model")), None)
         await self._publish_routes(request)
         label = names.address_label(request.address)
@@ -357,6 +373,7 @@ class KubernetesProvider:
             return ApplyResult(attributes=None)
         check(request.address, "proxy", planned)
         image = await asyncio.to_thread(self.publisher.proxy, request.progress)
+        await self._seed_routes()
         await asyncio.to_thread(route_proxy, self.routes, planned, "0.0.0.0")
         async with self._routes_lock:
             content = await asyncio.to_thread(self._routes_bytes)

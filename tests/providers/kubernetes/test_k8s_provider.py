@@ -166,3 +166,35 @@ def test_autoscaled_replicas_belong_to_the_hpa(k8s_ws: Path, cluster: FakeKubern
     assert cluster.get("HorizontalPodAutoscaler", MODEL_OBJECT, "ml") is None
     deployment = cluster.get("Deployment", MODEL_OBJECT, "ml")
     assert deployment is not None and deployment["spec"]["replicas"] == 2
+
+
+def test_a_lost_local_routes_copy_is_seeded_from_the_cluster(k8s_ws: Path, cluster: FakeKubernetes) -> None:
+    apply(k8s_ws)
+    before = routes(cluster)
+    (k8s_ws / ".cmlplan" / "run" / "routes.json").unlink()
+    spec = k8s_ws / "cmlplan.yaml"
+    spec.write_text(spec.read_text().replace("replicas: 2,", "replicas: 3,"))
+    apply(k8s_ws)
+    after = routes(cluster)
+    assert after["generation"] > before["generation"]
+    (entry,) = after["models"].values()
+    assert len(entry["replicas"]) == 3
+    assert after["api_keys"] == before["api_keys"] and after["projects"] == before["projects"]
+
+
+def test_iris_applies_with_only_the_provider_line_changed(
+    tmp_path: Path, cluster: FakeKubernetes, k8s_provider_factory: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/iris as shipped (namespace default, no registry), the cluster from $KUBECONFIG."""
+    from k8sexamples import kubernetes_copy
+
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig(tmp_path / "config", context="whatever-is-current")))
+    monkeypatch.setenv("CMLPLAN_K8S_POLL", "0.02")
+    cluster.service_handler = lambda _s, _p, body: (200, {"success": True, "response": 1.8 if "petal_length" in body else None})
+    directory = kubernetes_copy("iris", tmp_path)
+    output = apply(directory)
+    assert "Apply complete!" in output
+    deployment = cluster.get("Deployment", "cmlplan-iris-demo-iris-petal-width", "default")
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "cmlplan/iris-demo-iris-petal-width:1"
+    assert actions(directory) == {}
