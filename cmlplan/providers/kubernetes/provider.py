@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from ...values import UNKNOWN
 from ..attributes import check
 from ..base import (
@@ -45,11 +43,11 @@ from . import names
 from . import objects as ob
 from .api import OWNED_KINDS, KubeApi, connect
 from .images import DockerPublisher, ImagePublisher
+from .observe import observed_deployment, observed_proxy, planned_objects
 from .rollouts import wait_rollout
 
 BUILD_COMPUTED = ("path", "image", "image_id")
 EXAMPLE_TIMEOUT = 60.0
-INTERNAL_ENV = frozenset({"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "CMLPLAN_POD_NAME"})
 
 
 class KubernetesProvider:
@@ -120,69 +118,12 @@ class KubernetesProvider:
         for ref in request.resources:
             attributes = dict(ref.attributes)
             if ref.kind == "deployment":
-                live[ref.address] = self._observed_deployment(attributes, live_objects)
+                live[ref.address] = observed_deployment(self.workspace, attributes, live_objects)
             elif ref.kind == "proxy":
-                live[ref.address] = self._observed_proxy(attributes, live_objects)
+                live[ref.address] = observed_proxy(self.workspace, attributes, live_objects)
             else:
                 live[ref.address] = attributes  # images live in a registry: kept as recorded
         return ReadResult(live=live)
-
-    def _observed_deployment(self, recorded: Attributes, live: dict[str, dict[str, Any]]) -> Attributes | None:
-        name = names.model_object(self.workspace, str(recorded.get("project")), str(recorded.get("name")))
-        deployment = live.get(f"Deployment/{name}")
-        if deployment is None:
-            return None
-        observed = dict(recorded)
-        spec = deployment.get("spec") or {}
-        template = spec.get("template") or {}
-        container = next(iter((template.get("spec") or {}).get("containers") or []), {})
-        if not recorded.get("autoscale"):
-            replicas = int(spec.get("replicas") if spec.get("replicas") is not None else 1)
-            if recorded.get("stopped") and replicas == 0:
-                pass
-            else:
-                observed["stopped"] = False
-                observed["replicas"] = replicas
-        requests = (container.get("resources") or {}).get("requests") or {}
-        limits = (container.get("resources") or {}).get("limits") or {}
-        if "cpu" in requests:
-            observed["cpu"] = float(parse_quantity(requests["cpu"]))
-        if "memory" in requests:
-            observed["memory"] = int(parse_quantity(requests["memory"]))
-        gpus = int(parse_quantity(limits[ob.GPU_RESOURCE])) if ob.GPU_RESOURCE in limits else 0
-        if gpus or "gpus" in recorded:
-            observed["gpus"] = gpus
-        env: dict[str, str] = {}
-        recorded_env = recorded.get("env") or {}
-        for entry in container.get("env") or []:
-            key = entry.get("name")
-            if key in INTERNAL_ENV:
-                continue
-            if "value" in entry:
-                env[key] = str(entry["value"])
-            elif "valueFrom" in entry and key in recorded_env:
-                env[key] = recorded_env[key]  # a Secret reference: its value is not read back
-        observed["env"] = env
-        build = ((template.get("metadata") or {}).get("labels") or {}).get(names.LABEL_BUILD)
-        if build and build.isdigit():
-            observed["build"] = int(build)
-        if container.get("image"):
-            observed["image"] = container["image"]
-        observed["processes"] = _present(recorded, live)
-        return observed
-
-    def _observed_proxy(self, recorded: Attributes, live: dict[str, dict[str, Any]]) -> Attributes | None:
-        deployment = live.get(f"Deployment/{names.proxy_object(self.workspace)}")
-        if deployment is None:
-            return None
-        observed = dict(recorded)
-        replicas = (deployment.get("spec") or {}).get("replicas")
-        observed["replicas"] = int(replicas if replicas is not None else 1)
-        container = next(iter(((deployment["spec"].get("template") or {}).get("spec") or {}).get("containers") or []), {})
-        if container.get("image"):
-            observed["image"] = container["image"]
-        observed["processes"] = _present(recorded, live)
-        return observed
 
     # -- plan -------------------------------------------------------------------------------------
 
@@ -200,12 +141,12 @@ class KubernetesProvider:
                 planned["replicas"] = current["replicas"]  # the autoscaler owns it
             planned["image"] = self.target.image(ob.model_image_tag(self.workspace, planned))
             manifests = ob.model_objects(self.target, request.address, planned, {})
-            planned["processes"] = _planned_objects(request.current, manifests)
+            planned["processes"] = planned_objects(request.current, manifests)
             # every change is an update: the Deployment's RollingUpdate replaces pods without a gap
             return PlanResult(planned=planned, computed=("processes",))
         planned["image"] = self.target.image(self.publisher.proxy_tag())
         manifests = ob.proxy_objects(self.target, request.address, planned, planned["image"], b"{}")
-        planned["processes"] = _planned_objects(request.current, manifests)
+        planned["processes"] = planned_objects(request.current, manifests)
         return PlanResult(planned=planned, computed=("processes",))
 
     # -- apply ------------------------------------------------------------------------------------
@@ -433,17 +374,3 @@ class KubernetesProvider:
             await asyncio.to_thread(self._api.close)
             self._api = None
         await asyncio.to_thread(self.publisher.close)
-
-
-def _planned_objects(current: Attributes | None, manifests: list[dict[str, Any]]) -> Any:
-    """The objects as live when they are all there; unknown (apply makes them) when any is missing."""
-    processes = (current or {}).get("processes")
-    if not isinstance(processes, list):
-        return UNKNOWN
-    wanted = sorted(ob.ref(m) for m in manifests)
-    return processes if sorted(str(p.get("name")) for p in processes if isinstance(p, dict)) == wanted else UNKNOWN
-
-
-def _present(recorded: Attributes, live: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The recorded objects that still exist (one deleted by hand drops out: drift)."""
-    return [p for p in recorded.get("processes") or [] if isinstance(p, dict) and p.get("name") in live]
