@@ -146,10 +146,13 @@ class FakeKubernetes:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        """Stop serving (a test may stop it early to see an unreachable API); stopping twice is fine."""
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(10)
 
     def kubeconfig(self, path: Any, context: str = "fake") -> Any:
         """A kubeconfig file whose context ``context`` points at this server."""

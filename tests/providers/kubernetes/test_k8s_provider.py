@@ -198,3 +198,20 @@ def test_iris_applies_with_only_the_provider_line_changed(
     assert deployment is not None and deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "cmlplan/iris-demo-iris-petal-width:1"
     assert actions(directory) == {}
+
+
+def test_an_unknown_context_is_one_line(k8s_ws: Path) -> None:
+    spec = k8s_ws / "cmlplan.yaml"
+    spec.write_text(spec.read_text().replace("context: fake-ctx", "context: nope"))
+    code, output = run(k8s_ws, "apply", "-auto-approve")
+    assert code != 0
+    assert "cannot load the kubeconfig (context 'nope' of " in output and "Traceback" not in output
+
+
+def test_an_unreachable_api_server_is_one_line(k8s_ws: Path, cluster: FakeKubernetes) -> None:
+    apply(k8s_ws)
+    cluster.stop()
+    code, output = run(k8s_ws, "plan")
+    assert code != 0
+    assert f"cannot reach the Kubernetes API at {cluster.url}" in output and "Traceback" not in output
+    assert "Retrying" not in output, "the client's retry warnings are not for people"

@@ -137,3 +137,23 @@ def test_pod_problems_name_the_fatal_ones() -> None:
     assert problems == ["pod b: ContainerCreating"] and not fatal
     pods[1]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = "ErrImageNeverPull"
     assert pod_problems(pods)[1]
+
+
+def test_a_proxy_that_cannot_roll_to_new_routes_fails_the_apply_and_keeps_the_old_routes(
+    k8s_ws: Path, cluster: FakeKubernetes
+) -> None:
+    from test_k8s_provider import PROXY_OBJECT, routes
+
+    apply(k8s_ws)
+    before = routes(cluster)
+    spec = k8s_ws / "cmlplan.yaml"
+    spec.write_text(spec.read_text().replace("deployment: {replicas: 2,", "deployment: {stopped: true, replicas: 2,"))
+    cluster.mode[PROXY_OBJECT] = "stuck:CrashLoopBackOff"
+    code, output = run(k8s_ws, "apply", "-auto-approve")
+    assert code != 0
+    assert "proxy reload of Deployment/cmlplan-add-numbers-demo-proxy cannot finish" in output, output
+    assert "the running ones keep serving" in output
+    after = routes(cluster)
+    assert {k: v for k, v in after.items() if k != "generation"} == {k: v for k, v in before.items() if k != "generation"}
+    deployment = cluster.get("Deployment", MODEL_OBJECT, "ml")
+    assert deployment is not None and deployment["spec"]["replicas"] == 2, "the model was not stopped"
