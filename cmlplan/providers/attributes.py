@@ -103,6 +103,13 @@ class BuildAttributes(_Attributes):
     path: str | None = None
 
 
+class Autoscaling(_Record):
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+    target_in_flight: float | None = None
+    cpu: int | None = None
+
+
 class DeploymentAttributes(_Attributes):
     kind = "deployment"
     computed = ("processes",)
@@ -124,6 +131,8 @@ class DeploymentAttributes(_Attributes):
     access_key_hash: str | None = None
     examples: list[dict[str, Any]] = Field(default_factory=list)
     deployment_id: int | None = None
+    gpus: int = Field(0, ge=0)
+    autoscale: Autoscaling | None = None
     processes: list[ProcessRecord] | None = None
 
 

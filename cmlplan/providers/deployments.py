@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..values import UNKNOWN
-from .base import Attributes, PlanRequest, PlanResult
+from .base import Attributes, PlanRequest, PlanResult, UnsupportedError
 from .routing import RoutingTable
 
 DEPLOYMENT_REPLACE_PATHS = (
@@ -23,6 +23,7 @@ DEPLOYMENT_REPLACE_PATHS = (
     "cpu",
     "memory",
     "request_timeout",
+    "gpus",
 )
 PROXY_REPLACE_PATHS = ("host", "port")
 # A replica whose prediction runs this much longer than the proxy's request_timeout (which already
@@ -118,3 +119,20 @@ def plan_replicated(request: PlanRequest, build_computed: tuple[str, ...]) -> Pl
             computed=("processes",),
         )
     return PlanResult(planned=planned, requires_replace=PROXY_REPLACE_PATHS, computed=("processes",))
+
+
+def refuse_unsupported(request: PlanRequest, provider: str, *, gpus: bool, autoscale: bool) -> None:
+    """One line at plan time when a deployment asks for GPUs or autoscaling the provider cannot give."""
+    desired = request.desired
+    if request.kind != "deployment" or desired is None:
+        return
+    if desired.get("gpus") and not gpus:
+        raise UnsupportedError(
+            f"{request.address}: deployment.gpus {desired['gpus']} needs the docker or kubernetes provider "
+            f"(provider {provider!r} runs replicas as host processes without GPU scheduling)"
+        )
+    if desired.get("autoscale") and not autoscale:
+        raise UnsupportedError(
+            f"{request.address}: deployment.autoscale needs the kubernetes provider (provider {provider!r} runs "
+            "a fixed number of replicas; set deployment.replicas instead)"
+        )

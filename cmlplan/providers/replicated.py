@@ -17,7 +17,7 @@ from .base import (
     ReadResult,
     UnsupportedError,
 )
-from .deployments import plan_replicated
+from .deployments import plan_replicated, refuse_unsupported
 from .rollout import Rollout
 
 
@@ -25,6 +25,8 @@ class ReplicatedProvider:
     name = ""
     kinds = frozenset({"build", "deployment", "proxy"})
     build_computed: tuple[str, ...] = ("path",)
+    gpus = False  # whether deployment.gpus can be honoured
+    autoscale = False  # whether deployment.autoscale can be honoured
     rollout: Rollout
 
     async def build_exists(self, attributes: Attributes) -> bool:
@@ -48,6 +50,7 @@ class ReplicatedProvider:
         return ReadResult(live=live)
 
     async def plan(self, request: PlanRequest) -> PlanResult:
+        refuse_unsupported(request, self.name, gpus=self.gpus, autoscale=self.autoscale)
         return plan_replicated(request, self.build_computed)
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:

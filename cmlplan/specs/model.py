@@ -52,12 +52,35 @@ class Example(StrictModel):
     output: Any = Field(None, description="the expected response; when given, a rollout checks it")
 
 
+class Autoscale(StrictModel):
+    """A HorizontalPodAutoscaler per model (kubernetes provider; CML has no autoscaling)."""
+
+    min: int = Field(1, ge=1, description="fewest replicas")
+    max: int = Field(ge=1, description="most replicas")
+    target_in_flight: float | None = Field(
+        None, gt=0, description="scale to keep this many requests in flight per replica (a Pods metric)"
+    )
+    cpu: int | None = Field(None, ge=1, le=100, description="scale to keep this CPU utilization (percent of requests)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Autoscale:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        if (self.target_in_flight is None) == (self.cpu is None):
+            raise ValueError("give one target: target_in_flight or cpu")
+        return self
+
+
 class Deployment(StrictModel):
     replicas: int = Field(1, ge=1, description="replicas, each serving one request at a time")
     cpu: float = Field(1.0, gt=0, le=64, description="CPU cores per replica")
     memory: Size = Field(2 * 1024**3, gt=0, description="memory per replica (e.g. 2Gi)")
     env: dict[str, str] = Field(
         default_factory=dict, description="environment variables; ${env:NAME} reads the caller's environment"
+    )
+    gpus: int = Field(0, ge=0, le=16, description="NVIDIA GPUs per replica (docker, kubernetes)")
+    autoscale: Autoscale | None = Field(
+        None, description="scale replicas between min and max (kubernetes); pair with ignore_changes: [deployment.replicas]"
     )
     build: int | None = Field(None, ge=1, description="pin a build number (rollback); default: the latest")
     stopped: bool = Field(False, description="stop every replica; calls answer 503")

@@ -55,6 +55,25 @@ class DockerSettings(StrictModel):
     publish_host: str = Field("127.0.0.1", description="host address the proxy's port is published on")
 
 
+class KubernetesSettings(StrictModel):
+    namespace: str = Field(
+        "default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="namespace every object of the workspace goes to",
+    )
+    context: str | None = Field(None, description="kubeconfig context; default: the current context")
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account"
+    )
+    image_registry: str | None = Field(
+        None, description="registry (host[:port][/path]) builds and the proxy image are pushed to and pulled from"
+    )
+    image_pull_secret: str | None = Field(None, description="a Secret in the namespace the kubelet pulls images with")
+    rollout_timeout: Duration = Field(600, gt=0, description="how long apply waits for a rollout before it fails")
+    force_conflicts: bool = Field(
+        False, description="take over fields another field manager set (server-side apply force); off: such a conflict fails the apply"
+    )
+
+
 class WorkspaceSpec(StrictModel):
     provider: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="what runs builds, replicas and the proxy"
@@ -67,6 +86,9 @@ class WorkspaceSpec(StrictModel):
     )
     limits: Limits = Field(default_factory=Limits, description="caps on what specs may ask for")
     docker: DockerSettings = Field(default_factory=DockerSettings, description="docker provider settings")
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings, description="kubernetes provider settings"
+    )
 
     @model_validator(mode="after")
     def _unique_users(self) -> WorkspaceSpec:

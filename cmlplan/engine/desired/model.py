@@ -139,6 +139,13 @@ def _deployment_compute(
     # Replicas stop a prediction that outlives the proxy's request_timeout, so they need it too.
     request_timeout = b.proxy_spec.request_timeout
 
+    # only when asked for, so the deployments of older state files plan no change
+    extras: dict[str, Any] = {}
+    if spec.deployment.gpus:
+        extras["gpus"] = spec.deployment.gpus
+    if spec.deployment.autoscale is not None:
+        extras["autoscale"] = spec.deployment.autoscale.model_dump(mode="json", exclude_none=True)
+
     def compute(known: Known) -> dict[str, Any]:
         model = known.get(address) or {}
         return {
@@ -159,6 +166,7 @@ def _deployment_compute(
             "authentication": spec.authentication,
             "access_key_hash": model.get("access_key_hash", UNKNOWN),
             "examples": [e.model_dump(mode="json") for e in spec.examples],
+            **extras,
         }
 
     return compute

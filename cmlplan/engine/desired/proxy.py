@@ -8,6 +8,8 @@ from ...specs.proxy import ProxySpec
 from ...values import UNKNOWN
 from .world import Builder, Known
 
+KUBERNETES_PROXY_REPLICAS = 2
+
 
 def add_proxy(b: Builder) -> None:
     proxies = b.config.of_kind("Proxy")
@@ -17,6 +19,9 @@ def add_proxy(b: Builder) -> None:
     apikeys = sorted(a for a, n in b.nodes.items() if n.kind == "apikey")
     projects = sorted(a for a, n in b.nodes.items() if n.kind == "project")
     deployments = sorted(a for a, n in b.nodes.items() if n.kind == "deployment")
+
+    # on Kubernetes the proxy runs 2 pods unless the spec says otherwise (one node may go away)
+    replicas = spec.replicas if "replicas" in spec.model_fields_set or b.provider != "kubernetes" else KUBERNETES_PROXY_REPLICAS
 
     def compute(known: Known) -> dict[str, Any]:
         keys = {}
@@ -31,7 +36,7 @@ def add_proxy(b: Builder) -> None:
         return {
             "host": spec.host,
             "port": spec.port,
-            "replicas": spec.replicas,
+            "replicas": replicas,
             "busy_timeout": spec.busy_timeout,
             "request_timeout": spec.request_timeout,
             "max_request_bytes": spec.max_request_size,

@@ -31,18 +31,19 @@ from ..base import (
     UnsupportedError,
 )
 from ..buildfiles import BuildError, build_error, build_inputs
+from ..images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
+from ..images import LABEL_KIND, ImageRequest
 from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from . import containers as ct
-from .images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
-from .images import LABEL_KIND, ImageRequest
 from .runtime import DockerRuntime
 
 
 class DockerProvider(ReplicatedProvider):
     name = "docker"
     build_computed = ("path", "image", "image_id")
+    gpus = True  # device requests on the engine
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context

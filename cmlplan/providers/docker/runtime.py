@@ -18,12 +18,13 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 
 from ..base import Attributes, Progress, ProviderError
 from ..deployments import prediction_timeout
+from ..images import ImageBuilder, image_tag
 from ..runtime import LiveReplica, ReplicaSpec, StartedReplica
 from . import containers as ct
-from .images import ImageBuilder, image_tag
 
 STOP_TIMEOUT = 40  # a draining replica may finish a prediction (the proxy gives up after 35 s)
 ROUTES_MOUNT = "/routes"
@@ -120,11 +121,14 @@ class DockerRuntime:
         ncpu = await self._cpus()
         spec.progress(f"starting replica {spec.index + 1} ({container})")
 
+        devices = gpu_requests(int(planned.get("gpus") or 0))
+
         def run() -> ct.ContainerState:
             client.containers.run(
                 tag, command, name=container, detach=True, environment=env, labels=labels,
                 network=self.network, restart_policy={"Name": "on-failure"},
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(min(cpu, ncpu) * 1e9), init=False,
+                device_requests=devices,
             )
             state = ct.get(client, container, self.network, self.salt)
             if state is None:
@@ -240,6 +244,13 @@ class DockerRuntime:
             info = await asyncio.to_thread(client.info)
             self._ncpu = float(info.get("NCPU") or os.cpu_count() or 1)
         return self._ncpu
+
+
+def gpu_requests(gpus: int) -> list[docker.types.DeviceRequest] | None:
+    """``deployment.gpus`` as the engine's device requests (the NVIDIA container toolkit serves them)."""
+    if gpus <= 0:
+        return None
+    return [docker.types.DeviceRequest(driver="nvidia", count=gpus, capabilities=[["gpu"]])]
 
 
 def _live(state: ct.ContainerState) -> LiveReplica:

@@ -1,16 +1,24 @@
-"""The conformance suite's subject: one workspace per provider (fake, local, docker) per module."""
+"""The conformance suite's subject: one workspace per provider (fake, local, docker, kubernetes) per module."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from subjects import DockerSubject, FakeSubject, LocalSubject, Subject, copy_example, docker_ready
+from subjects import (
+    DockerSubject,
+    FakeSubject,
+    KubernetesSubject,
+    LocalSubject,
+    Subject,
+    copy_example,
+    docker_ready,
+)
 
 from cmlplan.providers import registry
 from cmlplan.providers.fake import FakeProvider
 
-PROVIDERS = ["fake", "local", "docker"]
+PROVIDERS = ["fake", "local", "docker", "kubernetes"]
 
 
 @pytest.fixture(scope="module", params=PROVIDERS)
@@ -29,6 +37,8 @@ def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         made = FakeSubject(folder, fake)
     elif name == "local":
         made = LocalSubject(folder)
+    elif name == "kubernetes":
+        made = KubernetesSubject(folder)  # the fake API on loopback: no cluster needed
     else:
         why = docker_ready()
         if why:

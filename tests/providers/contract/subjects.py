@@ -39,6 +39,7 @@ def _load(name: str, path: Path) -> Any:
 
 class Subject:
     provider = ""
+    new_build_replaces = True  # a new build is a new deployment (id, replica names); kubernetes rolls in place
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -219,6 +220,103 @@ class DockerSubject(Subject):
 
     def teardown(self) -> None:
         self.ws.teardown()
+
+
+class KubernetesSubject(Subject):
+    """The kubernetes provider on the fake API (tests/providers/kubernetes/fakeapi.py), in-process.
+
+    Its replicas are the pods of the model's Deployment: ``recorded`` are those of the template the
+    Deployment runs now, ``running`` every pod of the Deployment. The pods run the model from a
+    snapshot of the build (fakepods.py), so a crashing or wrong model fails as it would.
+    """
+
+    provider = "kubernetes"
+    new_build_replaces = False
+    OBJECT = "cmlplan-add-numbers-demo-numbers-add"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        sys.path.insert(0, str(TESTS / "providers" / "kubernetes"))
+        sys.path.insert(0, str(TESTS / "cli"))
+        from fakeapi import FakeKubernetes  # type: ignore[import-not-found]
+        from fakepods import ModelPods, SnapshotImages  # type: ignore[import-not-found]
+        from test_commands import cmlplan  # type: ignore[import-not-found]
+
+        from cmlplan.providers import registry
+        from cmlplan.providers.kubernetes.provider import KubernetesProvider
+
+        self._cmlplan = cmlplan
+        self.cluster = FakeKubernetes().start()
+        kubeconfig = self.cluster.kubeconfig(directory.parent / "kubeconfig", context="contract")
+        spec = directory / "cmlplan.yaml"
+        spec.write_text(spec.read_text().replace(
+            "provider: local", f"provider: kubernetes\n  kubernetes: {{context: contract, kubeconfig: {kubeconfig}}}"
+        ))
+        self.pods: Any = None
+
+        def factory(context: Any) -> Any:
+            provider = KubernetesProvider(context)
+            provider.publisher = self.images
+            return provider
+
+        from cmlplan.providers.kubernetes.objects import Target
+
+        self.images = SnapshotImages(Target(workspace="add-numbers-demo", namespace="default"), directory.parent / "images")
+        self.pods = ModelPods(self.cluster, self.images)
+        registry.register_provider("kubernetes", factory)
+        self._environ = {k: os.environ.get(k) for k in ("CMLPLAN_K8S_POLL", "CMLPLAN_ROLLOUT_TIMEOUT")}
+        os.environ.update(CMLPLAN_K8S_POLL="0.02", CMLPLAN_ROLLOUT_TIMEOUT="10")
+
+    def cli(self, *args: str) -> tuple[int, str]:
+        outcome = self._cmlplan(*args, "-C", str(self.dir))
+        return outcome.code, outcome.out + outcome.err
+
+    def _pods(self, current_only: bool) -> set[str]:
+        deployment = self.cluster.get("Deployment", self.OBJECT)
+        if deployment is None:
+            return set()
+        pods = [o for (k, _ns, _n), o in self.cluster.objects.items() if k == "Pod"]
+        mine = [p for p in pods if p["metadata"].get("ownerDeployment") == self.OBJECT]
+        if current_only:
+            mine = [p for p in mine if p["status"]["containerStatuses"] and p["status"]["containerStatuses"][0]["ready"]]
+        return {p["metadata"]["name"] for p in mine}
+
+    def recorded_replicas(self) -> set[str]:
+        return self._pods(current_only=True)
+
+    def running_replicas(self) -> set[str]:
+        return self._pods(current_only=False)
+
+    def call(self, a: int, b: int) -> tuple[int, Any]:
+        import base64
+
+        secret = self.cluster.get("Secret", "cmlplan-add-numbers-demo-routes")
+        if secret is None:
+            return 404, None
+        table = json.loads(base64.b64decode(secret["data"]["routes.json"]))
+        entry = next((m for m in table["models"].values() if m["address"] == MODEL), None)
+        if entry is None or not entry["replicas"]:
+            return 404, None
+        service = entry["replicas"][0]["url"].removeprefix("http://").split(".", 1)[0]
+        status, body = self.pods.call(service, "/predict", {"a": a, "b": b})
+        return status, body.get("response")
+
+    def nothing_left(self) -> list[str]:
+        return [n for n in self.cluster.names() if not n.startswith("Event/")]
+
+    def teardown(self) -> None:
+        from cmlplan.providers import registry
+
+        try:
+            self.cli("destroy", "-auto-approve")
+        finally:
+            registry._FACTORIES.pop("kubernetes", None)
+            self.cluster.stop()
+            for key, value in self._environ.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def copy_example(target: Path) -> Path:

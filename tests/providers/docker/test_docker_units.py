@@ -9,10 +9,10 @@ import pytest
 
 from cmlplan.providers.base import GarbageCollecting, PlanRequest, ProviderContext, UnsupportedError
 from cmlplan.providers.docker.containers import ContainerState
-from cmlplan.providers.docker.images import BuildError, ImageBuilder, _check_python, image_tag
 from cmlplan.providers.docker.provider import DockerProvider
 from cmlplan.providers.docker.runtime import _live
 from cmlplan.providers.fake import FakeProvider
+from cmlplan.providers.images import BuildError, ImageBuilder, _check_python, image_tag
 from cmlplan.providers.local.provider import LocalProvider
 from cmlplan.providers.registry import create_provider
 from cmlplan.providers.rollout import Rollout
