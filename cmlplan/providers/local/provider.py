@@ -6,6 +6,7 @@ under one supervisord per workspace (``runtime.SupervisorRuntime``), rolled out 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from ..attributes import check
@@ -22,9 +23,11 @@ from ..base import (
 )
 from ..buildfiles import build_error, build_inputs
 from ..deployments import plan_replicated
+from ..registered import fetch_registered
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from .builds import BuildFailed, BuildRequest, LocalBuilder
+from .mlflow_server import MlflowServers
 from .runtime import SupervisorRuntime
 
 BUILD_COMPUTED = ("path",)
@@ -32,7 +35,7 @@ BUILD_COMPUTED = ("path",)
 
 class LocalProvider:
     name = "local"
-    kinds = frozenset({"build", "deployment", "proxy"})
+    kinds = frozenset({"build", "deployment", "proxy", "registry"})
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context
@@ -42,6 +45,7 @@ class LocalProvider:
         self.routes = RoutingTable(self.root / "run" / "routes.json", context.salt)
         self.runtime = SupervisorRuntime(self.root, self.builder, self.routes.path)
         self.rollout = Rollout(self.runtime, self.routes)
+        self.registries = MlflowServers(self.runtime, self.spec_dir)
 
     async def read(self, request: ReadRequest) -> ReadResult:
         live_replicas = await self.rollout.live() if request.resources else {}
@@ -54,12 +58,16 @@ class LocalProvider:
                 live[ref.address] = attributes if exists else None
             elif ref.kind == "deployment":
                 live[ref.address] = self.rollout.observed(attributes, live_replicas, owner=ref.address)
+            elif ref.kind == "registry":
+                live[ref.address] = await self.registries.read(attributes)
             elif ref.kind == "proxy":
                 observed = self.rollout.observed(attributes, live_replicas)
                 live[ref.address] = observed if observed.get("processes") else None
         return ReadResult(live=live)
 
     async def plan(self, request: PlanRequest) -> PlanResult:
+        if request.kind == "registry":
+            return self.registries.plan(request)
         return plan_replicated(request, BUILD_COMPUTED)
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:
@@ -71,6 +79,8 @@ class LocalProvider:
             return await self.rollout.deploy(request)
         if request.kind == "proxy":
             return await self.rollout.apply_proxy(request)
+        if request.kind == "registry":
+            return await self.registries.apply(request)
         raise UnsupportedError(f"{request.address}: kind {request.kind!r} is not supported by provider 'local'")
 
     async def close(self) -> None:
@@ -107,6 +117,8 @@ class LocalProvider:
             return ApplyResult(attributes=None)
         planned = request.planned
         check(request.address, "build", planned)
+        if planned.get("registered"):
+            return await self._apply_registered_build(request, planned)
         inputs = build_inputs(self.spec_dir, planned)
         build_request = BuildRequest(
             model_key=inputs.model_key,
@@ -124,3 +136,29 @@ class LocalProvider:
         except BuildFailed as exc:
             raise build_error(request.address, exc) from None
         return ApplyResult(attributes={**planned, "path": str(outcome.build_dir)})
+
+    async def _apply_registered_build(self, request: ApplyRequest, planned: Attributes) -> ApplyResult:
+        """Download the registered version, then build it like a source folder (see ``registered``)."""
+        model_key = str(planned["model"]).removeprefix("model.")
+        number = int(planned["number"])
+        staging = self.root / "staging" / model_key / str(number)
+        try:
+            fetched = await asyncio.to_thread(fetch_registered, request.address, planned, staging, request.progress)
+            build_request = BuildRequest(
+                model_key=model_key,
+                number=number,
+                build_hash=str(planned["hash"]),
+                source_dir=fetched.source_dir,
+                manifest=fetched.manifest,
+                python=str(planned["python"]),
+                requirements_text=fetched.requirements_text,
+                progress=request.progress,
+            )
+            try:
+                outcome = await asyncio.to_thread(self.builder.build, build_request)
+            except BuildFailed as exc:
+                raise build_error(request.address, exc) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        manifest = {p: {"sha256": e.sha256, "size": e.size, "lines": e.lines} for p, e in fetched.manifest.items()}
+        return ApplyResult(attributes={**planned, "path": str(outcome.build_dir), "manifest": manifest})
