@@ -18,6 +18,7 @@ from ..errors import CmlplanError
 from ..plan import Action
 from ..providers.base import ApplyRequest, PlanRequest, Provider
 from ..state.document import BuildRecord, ResourceState, StateDocument, StateError
+from ..state.history import applier_identity, history_entry
 from ..values import UNKNOWN
 from .addresses import model_of
 from .events import ApplyEvents
@@ -58,6 +59,7 @@ async def apply_run(
     # Set when a state write fails: what would be done after it could not be recorded (and would be
     # left running, unknown to state), so nothing new starts; in-flight actions finish.
     halt = asyncio.Event()
+    who = applier_identity()
 
     for change in run.plan.changes:
         if not change.action.changes and change.before is not None and run.plan.refresh:
@@ -124,6 +126,10 @@ async def apply_run(
             raise
         known[address] = outcome.attributes
         async with write_lock:
+            entry = history_entry(
+                change.kind, change.action.value, change.before, outcome.attributes, document.serial + 1, who
+            )
+            document.add_history(address, entry, deleted=outcome.attributes is None)
             if outcome.attributes is None:
                 document.remove_resource(address)
                 if change.kind in ("model", "apikey"):

@@ -17,6 +17,7 @@ from .applier import ApplyReport, apply_run
 from .collection import collector_paused
 from .desired import LOGICAL
 from .events import ApplyEvents
+from .openlineage import LineageEmitter
 from .planner import PlannedRun, PlanOptions, make_plan
 
 if TYPE_CHECKING:
@@ -71,7 +72,13 @@ class Session:
             doc.serial = written.serial
             return written
 
+        changed = [c.address for c in run.plan.changes if c.action.changes]
+        lineage = LineageEmitter(self.workspace.config.workspace_spec.openlineage, self.workspace.directory, self.workspace.name)
+        if changed and (problem := await asyncio.to_thread(lineage.start, changed)):
+            events.progress("openlineage", problem)
         report = await apply_run(run, run.document, self.providers, save, events, self.workspace.keys, parallelism, stop)
+        if changed and (problem := await asyncio.to_thread(lineage.finish, report.ok, changed, run.document)):
+            events.progress("openlineage", problem)
         if report.ok:
             for address, lines in (await self.release_leftovers(run.document)).items():
                 for line in lines:

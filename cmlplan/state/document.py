@@ -19,6 +19,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from cmlplan import __version__
 from cmlplan.errors import CmlplanError
 from cmlplan.providers.attributes import problem as attribute_problem
+from cmlplan.state.history import HistoryEntry, append_entry
 
 FORMAT_VERSION = 1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -82,6 +83,7 @@ class StateDocument(_Model):
     resources: dict[str, ResourceState] = Field(default_factory=dict)
     builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
     counters: dict[str, int] = Field(default_factory=dict)
+    history: dict[str, list[HistoryEntry]] = Field(default_factory=dict)  # see state/history.py
 
     @classmethod
     def new(cls, workspace_id: str) -> StateDocument:
@@ -105,6 +107,10 @@ class StateDocument(_Model):
     def add_build(self, model_address: str, record: BuildRecord) -> None:
         """Append a build of ``model_address``."""
         self.builds.setdefault(model_address, []).append(record)
+
+    def add_history(self, address: str, entry: HistoryEntry, deleted: bool = False) -> None:
+        """Append what an apply did to ``address`` (history outlives the resource itself)."""
+        self.history[address] = append_entry(self.history.get(address, []), entry, deleted)
 
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys, indent 2, trailing newline) so state diffs stay readable.
