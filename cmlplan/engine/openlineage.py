@@ -93,9 +93,12 @@ class LineageEmitter:
 
     def _inputs(self, addresses: list[str], state: StateDocument) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        for address in sorted(addresses):
-            if not address.startswith("build."):
-                continue
+        builds = {a for a in addresses if a.startswith("build.")}
+        for address in addresses:
+            deployed = state.resources.get(address) if address.startswith("deployment.") else None
+            if deployed is not None and isinstance(deployed.attributes.get("build"), int):
+                builds.add(f"build.{address.split('.', 1)[1]}#{deployed.attributes['build']}")
+        for address in sorted(builds):
             resource = state.resources.get(address)
             registered = (resource.attributes.get("registered") if resource is not None else None) or {}
             if isinstance(registered, dict) and registered:
