@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from ...providers.base import UnsupportedError
 from ...providers.registered import SHIM_FILE, SHIM_FUNCTION, SHIM_VERSION
 from ...providers.source import parse_requirements
 from ...registry.client import RegistryClient
@@ -25,6 +26,8 @@ from .builds import choose_build
 from .notes import build_notes
 from .world import Builder
 
+REGISTERED_BUILDS = frozenset({"local"})  # providers whose builds download registered versions
+
 
 def registered_build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, Any], ResolvedVersion]:
     """Resolve the registered version and choose its build; RegistryError (one line) when it cannot."""
@@ -32,6 +35,11 @@ def registered_build(b: Builder, resource: Resource, name: str) -> tuple[int, di
     source = spec.source.registered
     assert source is not None
     where = f"{resource.origin}: {resource.address}"
+    if b.provider not in REGISTERED_BUILDS:
+        raise UnsupportedError(
+            f"{where}: serving a registered model version is not supported yet by provider {b.provider!r}"
+            f" (supported by: {', '.join(sorted(REGISTERED_BUILDS))})"
+        )
     uri = registry_uri(b, source.registry, where)
     resolved = RegistryClient(source.registry, uri, where).resolve(source.name, source.version, source.alias)
     if resolved.python and resolved.python != spec.runtime.python:
