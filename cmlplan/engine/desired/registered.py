@@ -41,7 +41,13 @@ def registered_build(b: Builder, resource: Resource, name: str) -> tuple[int, di
             f" (supported by: {', '.join(sorted(REGISTERED_BUILDS))})"
         )
     uri = registry_uri(b, source.registry, where)
-    resolved = RegistryClient(source.registry, uri, where).resolve(source.name, source.version, source.alias)
+    try:
+        resolved = RegistryClient(source.registry, uri, where).resolve(source.name, source.version, source.alias)
+    except RegistryError as exc:
+        spec = b.config.resources.get(f"registry.{source.registry}")
+        if "does not answer" in str(exc) and spec is not None and not spec.spec.uri:
+            raise RegistryError(f"{exc}; if it is stopped, start it: cmlplan apply -target registry.{source.registry}") from None
+        raise
     if resolved.python and resolved.python != spec.runtime.python:
         b.warnings.append(
             f"{where}: {source.name} version {resolved.version} was logged with python {resolved.python};"
