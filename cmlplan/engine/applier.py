@@ -18,6 +18,7 @@ from ..errors import CmlplanError
 from ..plan import Action
 from ..providers.base import ApplyRequest, PlanRequest, Provider
 from ..state.document import BuildRecord, ResourceState, StateDocument, StateError
+from ..state.history import applier_identity, history_entry
 from ..values import UNKNOWN
 from .addresses import model_of
 from .events import ApplyEvents
@@ -64,6 +65,7 @@ async def apply_run(
     halt = asyncio.Event()
     working = asyncio.Semaphore(max(1, parallelism))
     held_back: list[str] = []  # claimed by the walk, but the halt came before their turn
+    who = applier_identity()
 
     for change in run.plan.changes:
         if not change.action.changes and change.before is not None and run.plan.refresh:
@@ -131,6 +133,10 @@ async def apply_run(
             raise
         known[address] = outcome.attributes
         async with write_lock:
+            entry = history_entry(
+                change.kind, change.action.value, change.before, outcome.attributes, document.serial + 1, who
+            )
+            document.add_history(address, entry, deleted=outcome.attributes is None)
             if outcome.attributes is None:
                 document.remove_resource(address)
                 if change.kind in ("model", "apikey"):

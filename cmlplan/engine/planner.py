@@ -99,6 +99,9 @@ async def make_plan(
             raise PlanError(
                 f"{address}: recorded with provider {providers_of[address]!r}, which is not configured"
             )
+    blocked = sorted(a for a in selected if a in nodes and nodes[a].blocked)
+    if blocked:
+        raise PlanError(str(nodes[blocked[0]].blocked))
     for address in sorted(selected):
         kind = nodes[address].kind if address in nodes else prior[address].kind
         _check_kind(address, kind, providers[providers_of[address]])
@@ -167,7 +170,7 @@ async def make_plan(
                 after=planned if decision.action is not Action.DELETE else None,
                 replace_paths=decision.replace_paths,
                 dependencies=dependencies[address],
-                notes=node.notes if node and decision.action is Action.CREATE else (),
+                notes=node.notes if node and _shows_notes(node, decision.action) else (),
                 ignored_paths=lifecycle.ignore_changes,
             )
         )
@@ -223,6 +226,12 @@ def _spec_lifecycles(config: Any) -> dict[str, Lifecycle]:
         if resource.kind == "Model":
             found["deployment." + address.split(".", 1)[1]] = resource.lifecycle
     return found
+
+
+def _shows_notes(node: Node, action: Action) -> bool:
+    """A new build's notes say what it changes; a deployment's (which registered version goes
+    live) matter whenever it changes."""
+    return action is Action.CREATE or (node.kind == "deployment" and action.changes)
 
 
 def _rebuild(node: Node | None) -> bool:

@@ -18,6 +18,7 @@ from .applier import ApplyReport, apply_run
 from .collection import collector_paused
 from .desired import LOGICAL
 from .events import ApplyEvents
+from .openlineage import LineageEmitter
 from .planner import PlannedRun, PlanOptions, make_plan
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class Session:
         self, run: PlannedRun, events: ApplyEvents, parallelism: int = 10, stop: asyncio.Event | None = None
     ) -> ApplyReport:
         """Carry out ``run`` (the caller holds the lock); a clean run then releases leftovers."""
+        changed = [c.address for c in run.plan.changes if c.action.changes]
+        lineage = LineageEmitter(self.workspace.config.workspace_spec.openlineage, self.workspace.directory, self.workspace.name)
+        if changed and (problem := await asyncio.to_thread(lineage.start, changed)):
+            events.progress("openlineage", problem)
         recorder = StateRecorder(self.workspace.backend)  # one durable write per batch of finished actions
         try:
             report = await apply_run(
@@ -72,6 +77,8 @@ class Session:
             )
         finally:
             await recorder.close(run.document)
+        if changed and (problem := await asyncio.to_thread(lineage.finish, report.ok, changed, run.document)):
+            events.progress("openlineage", problem)
         if report.ok:
             for address, lines in (await self.release_leftovers(run.document)).items():
                 for line in lines:

@@ -161,7 +161,12 @@ class ProxyAttributes(_Attributes):
 
 class RegistryAttributes(_Attributes):
     kind = "registry"
-    computed = ("uri",)
+    computed = ("uri", "processes")
+    mode: str | None = None  # managed (cmlplan runs it) or external (by URI)
+    uri: str | None = None
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    processes: list[ProcessRecord] | None = None
 
 
 ATTRIBUTES: dict[str, type[_Attributes]] = {

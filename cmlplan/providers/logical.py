@@ -26,6 +26,7 @@ DEFAULT_API_KEY_LIFETIME = 365 * 86400.0
 
 _COMPUTED = {
     "project": (),
+    "registry": (),  # an external MLflow registry: recorded, nothing runs
     "model": ("access_key_hash", "access_key_fingerprint"),
     "apikey": ("key_hash", "key_fingerprint", "created_at", "expires"),
 }

@@ -12,8 +12,17 @@ from .units import Size
 
 class RegisteredSource(StrictModel):
     registry: Name = Field(description="a ModelRegistry in this configuration")
-    name: str = Field(description="registered model name")
-    version: int = Field(ge=1, description="registered model version")
+    name: str = Field(min_length=1, description="registered model name")
+    version: int | None = Field(None, ge=1, description="registered model version (pin it to roll back)")
+    alias: str | None = Field(
+        None, min_length=1, description="follow an alias (e.g. champion); the plan shows the version it points at"
+    )
+
+    @model_validator(mode="after")
+    def _version_or_alias(self) -> RegisteredSource:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give version or alias (one of them)")
+        return self
 
 
 class Source(StrictModel):
@@ -93,6 +102,19 @@ class Deployment(StrictModel):
         return self
 
 
+class TrainingData(StrictModel):
+    path: str = Field(min_length=1, description="the data set (a path or URI)")
+    hash: str | None = Field(
+        None, description="its digest (e.g. sha256:...); omitted: sha256 of the file when the path is a local file"
+    )
+
+
+class Lineage(StrictModel):
+    training_data: tuple[TrainingData, ...] = Field(
+        (), description="data the model was trained on, for `cmlplan lineage` (MLflow dataset inputs are added)"
+    )
+
+
 class ModelSpec(StrictModel):
     description: str = Field("", description="what the model does")
     source: Source = Field(description="what to serve")
@@ -101,6 +123,7 @@ class ModelSpec(StrictModel):
     authentication: bool = Field(True, description="require an API key (Authorization: Bearer) besides the access key")
     examples: tuple[Example, ...] = Field((), description="example requests checked on every rollout")
     deployment: Deployment = Field(default_factory=Deployment, description="how the model is served")
+    lineage: Lineage = Field(default_factory=Lineage, description="where the model came from")
 
 
 def env_reference(value: str) -> str | None:

@@ -74,6 +74,18 @@ class KubernetesSettings(StrictModel):
     )
 
 
+class OpenLineageSettings(StrictModel):
+    file: str | None = Field(None, description="append one OpenLineage event per line to this file (relative to the spec folder)")
+    url: str | None = Field(None, pattern=r"^https?://", description="send events to this OpenLineage HTTP endpoint")
+    namespace: str = Field("cmlplan", min_length=1, description="the OpenLineage job namespace")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OpenLineageSettings:
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give file or url (one of them)")
+        return self
+
+
 class WorkspaceSpec(StrictModel):
     provider: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="what runs builds, replicas and the proxy"
@@ -88,6 +100,9 @@ class WorkspaceSpec(StrictModel):
     docker: DockerSettings = Field(default_factory=DockerSettings, description="docker provider settings")
     kubernetes: KubernetesSettings = Field(
         default_factory=KubernetesSettings, description="kubernetes provider settings"
+    )
+    openlineage: OpenLineageSettings | None = Field(
+        None, description="emit an OpenLineage event for every apply (needs openlineage-python)"
     )
 
     @model_validator(mode="after")

@@ -3,21 +3,22 @@ and its deployment (the provider runs it)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ...errors import CmlplanError
-from ...providers.base import UnsupportedError
 from ...providers.source import FileEntry, build_hash, collect_manifest, parse_requirements
 from ...specs import Resource
 from ...specs.common import Lifecycle
 from ...specs.model import ModelSpec
-from ...state.document import StateDocument
 from ...values import UNKNOWN
 from ..addresses import build_address, deployment_address
 from ..envrefs import fingerprint_value, resolve
+from .builds import choose_build
 from .notes import build_notes
+from .registered import deployment_notes, registered_build
 from .world import LOGICAL, Builder, Known, SourceMissingError, constant
 
 
@@ -35,27 +36,54 @@ def add_model(b: Builder, resource: Resource) -> None:
         "authentication": spec.authentication,
         "examples": [e.model_dump(mode="json") for e in spec.examples],
     }
+    if spec.lineage.training_data:
+        model_attributes["lineage"] = {"training_data": training_data(resource)}
     deps: tuple[str, ...] = (f"project.{resource.metadata.project}",)
     if spec.source.registered is not None:
         deps += (f"registry.{spec.source.registered.registry}",)
     b.add(address, "model", LOGICAL, deps, constant(model_attributes), resource.lifecycle)
+    notes: tuple[str, ...] = ()
+    summary: dict[str, Any] | None = None
     if spec.source.registered is not None:
-        raise UnsupportedError(
-            f"{resource.origin}: {address}: serving a registered model version is not supported yet"
-            f" by provider {b.provider!r}"
-        )
-    number, build_node = _build(b, resource, name)
+        try:
+            number, build_node, resolved = registered_build(b, resource, name)
+        except CmlplanError as exc:
+            b.nodes[address].blocked = str(exc)  # fails the plan only when the model is planned
+            return
+        notes, summary = deployment_notes(b, resource, resolved), resolved.summary()
+    else:
+        number, build_node = _build(b, resource, name)
     deployment = deployment_address(name)
     deps = (address, build_address(name, number))
+    compute = _deployment_compute(b, resource, name, number, build_node)
     b.add(
         deployment,
         "deployment",
         b.provider,
         deps,
-        _deployment_compute(b, resource, name, number, build_node),
+        compute if summary is None else _with_registered(compute, summary),
         _deployment_lifecycle(resource.lifecycle),
         secrets=_deployment_secrets(b, resource),
+        notes=notes,
     )
+
+
+def training_data(resource: Resource) -> list[dict[str, Any]]:
+    """The spec's lineage.training_data, a local file's sha256 filled in when no hash is given."""
+    found = []
+    for item in resource.spec.lineage.training_data:
+        digest = item.hash
+        path = Path(resource.base_dir) / item.path
+        if digest is None and "://" not in item.path and path.is_file():
+            digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        found.append({"path": item.path, "hash": digest})
+    return found
+
+
+def _with_registered(
+    compute: Callable[[Known], dict[str, Any]], summary: dict[str, Any]
+) -> Callable[[Known], dict[str, Any]]:
+    return lambda known: {**compute(known), "registered": summary}
 
 
 def _build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, Any]]:
@@ -91,30 +119,7 @@ def _build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, An
         "build_script": spec.build.script,
         "manifest": {path: {"sha256": e.sha256, "size": e.size, "lines": e.lines} for path, e in manifest.items()},
     }
-    history = b.history.get(address, {})
-    pinned = spec.deployment.build
-    existing = next((number for number, attrs in history.items() if attrs.get("hash") == digest), None)
-    if pinned is not None:
-        if pinned not in history:
-            known = ", ".join(str(n) for n in sorted(history)) or "none yet"
-            raise CmlplanError(
-                f"{resource.origin}: {address}: deployment.build {pinned} does not exist (builds: {known})"
-            )
-        return pinned, history[pinned]
-    if existing is not None:
-        return existing, history[existing]
-    number = _next_build_number(b.state, address, history)
-    attributes["number"] = number
-    previous = history[max(history)] if history else None
-    b.add(
-        build_address(name, number),
-        "build",
-        b.provider,
-        (address,),
-        constant(attributes),
-        notes=tuple(build_notes(previous, attributes)),
-    )
-    return number, attributes
+    return choose_build(b, resource, name, digest, attributes, build_notes)
 
 
 def _manifest(b: Builder, root: Path) -> dict[str, FileEntry]:
@@ -194,10 +199,3 @@ def _relative(path: Path, base: Path) -> str:
         return path.relative_to(base.resolve()).as_posix() or "."
     except ValueError:
         return path.as_posix()
-
-
-def _next_build_number(state: StateDocument | None, model: str, history: dict[int, dict[str, Any]]) -> int:
-    numbers = [0, *history]
-    if state is not None:
-        numbers += [record.number for record in state.builds.get(model, [])]
-    return max(numbers) + 1

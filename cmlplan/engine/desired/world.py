@@ -29,6 +29,7 @@ class Node:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     secrets: Callable[[], dict[str, str]] = field(default=lambda: {})
     notes: tuple[str, ...] = ()
+    blocked: str | None = None  # why this node cannot be planned now; the plan fails if it is selected
 
 
 class SourceMissingError(CmlplanError):

@@ -6,6 +6,7 @@ under one supervisord per workspace (``runtime.SupervisorRuntime``), rolled out 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from ..attributes import check
@@ -13,18 +14,25 @@ from ..base import (
     ApplyRequest,
     ApplyResult,
     Attributes,
+    PlanRequest,
+    PlanResult,
     ProviderContext,
+    ReadRequest,
+    ReadResult,
 )
 from ..buildfiles import build_error, build_inputs
+from ..registered import fetch_registered
 from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from .builds import BuildFailed, BuildRequest, LocalBuilder
+from .mlflow_server import MlflowServers
 from .runtime import SupervisorRuntime
 
 
 class LocalProvider(ReplicatedProvider):
     name = "local"
+    kinds = frozenset({"build", "deployment", "proxy", "registry"})
     build_computed = ("path",)
 
     def __init__(self, context: ProviderContext) -> None:
@@ -35,10 +43,32 @@ class LocalProvider(ReplicatedProvider):
         self.routes = RoutingTable(self.root / "run" / "routes.json", context.salt)
         self.runtime = SupervisorRuntime(self.root, self.builder, self.routes.path)
         self.rollout = Rollout(self.runtime, self.routes)
+        self.registries = MlflowServers(self.runtime, self.spec_dir)
 
     async def build_exists(self, attributes: Attributes) -> bool:
         model_key = str(attributes.get("model", "")).removeprefix("model.")
         return self.builder.existing(model_key, int(attributes.get("number", 0))) is not None
+
+    # -- managed model registries (mlflow server programs); the rest is ReplicatedProvider's ---------
+
+    async def read(self, request: ReadRequest) -> ReadResult:
+        registries = [ref for ref in request.resources if ref.kind == "registry"]
+        others = [ref for ref in request.resources if ref.kind != "registry"]
+        result = await super().read(request.model_copy(update={"resources": tuple(others)})) if others else ReadResult(live={})
+        live = dict(result.live)
+        for ref in registries:
+            live[ref.address] = await self.registries.read(dict(ref.attributes))
+        return ReadResult(live=live)
+
+    async def plan(self, request: PlanRequest) -> PlanResult:
+        if request.kind == "registry":
+            return self.registries.plan(request)
+        return await super().plan(request)
+
+    async def apply(self, request: ApplyRequest) -> ApplyResult:
+        if request.kind == "registry":
+            return await self.registries.apply(request)
+        return await super().apply(request)
 
     # -- optional abilities -----------------------------------------------------------------------
 
@@ -68,6 +98,8 @@ class LocalProvider(ReplicatedProvider):
             return ApplyResult(attributes=None)
         planned = request.planned
         check(request.address, "build", planned)
+        if planned.get("registered"):
+            return await self._apply_registered_build(request, planned)
         inputs = build_inputs(self.spec_dir, planned)
         build_request = BuildRequest(
             model_key=inputs.model_key,
@@ -85,3 +117,29 @@ class LocalProvider(ReplicatedProvider):
         except BuildFailed as exc:
             raise build_error(request.address, exc) from None
         return ApplyResult(attributes={**planned, "path": str(outcome.build_dir)})
+
+    async def _apply_registered_build(self, request: ApplyRequest, planned: Attributes) -> ApplyResult:
+        """Download the registered version, then build it like a source folder (see ``registered``)."""
+        model_key = str(planned["model"]).removeprefix("model.")
+        number = int(planned["number"])
+        staging = self.root / "staging" / model_key / str(number)
+        try:
+            fetched = await asyncio.to_thread(fetch_registered, request.address, planned, staging, request.progress)
+            build_request = BuildRequest(
+                model_key=model_key,
+                number=number,
+                build_hash=str(planned["hash"]),
+                source_dir=fetched.source_dir,
+                manifest=fetched.manifest,
+                python=str(planned["python"]),
+                requirements_text=fetched.requirements_text,
+                progress=request.progress,
+            )
+            try:
+                outcome = await asyncio.to_thread(self.builder.build, build_request)
+            except BuildFailed as exc:
+                raise build_error(request.address, exc) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+        manifest = {p: {"sha256": e.sha256, "size": e.size, "lines": e.lines} for p, e in fetched.manifest.items()}
+        return ApplyResult(attributes={**planned, "path": str(outcome.build_dir), "manifest": manifest})

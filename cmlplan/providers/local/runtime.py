@@ -22,6 +22,7 @@ from .supervisor import ProgramState, Supervisor
 
 PROXY_PROGRAM = "cmlplan-proxy"
 REPLICA_PREFIX = "r."
+REGISTRY_PREFIX = "mlflow."  # managed ModelRegistry servers (``mlflow_server.py``)
 _STOPPED = ("BACKOFF", "FATAL", "EXITED")
 
 
@@ -143,10 +144,14 @@ def _owner(name: str) -> str:
     parts = name.split(".")
     if name.startswith(REPLICA_PREFIX) and len(parts) >= 4:
         return f"deployment.{parts[1]}/{parts[2]}"
+    if name.startswith(REGISTRY_PREFIX):
+        return f"registry.{name.removeprefix(REGISTRY_PREFIX)}"
     return ""
 
 
 def _role(name: str) -> str:
+    if name.startswith(REGISTRY_PREFIX):
+        return "registry"
     return "proxy" if name.startswith(PROXY_PROGRAM) else "replica"
 
 
