@@ -1,7 +1,7 @@
 """Real applies (local provider) with state in a real PostgreSQL: concurrency and a server that goes away.
 
 - Two applies at once: exactly one proceeds; the other fails fast naming the holder; the history
-  holds serials 1..5 once each (one writer).
+  holds serials 1..6 once each (one writer; the deployment id is saved before anything starts).
 - The server is stopped mid-apply (while the build runs): the apply stops with one clear line
   naming the database (password masked), nothing recorded before is lost, and once the server is
   back the next apply converges with no orphaned replica.
@@ -72,10 +72,10 @@ def test_two_applies_at_once_exactly_one_writes(numbers_pg: FaultWorkspace, post
     assert PASSWORD not in loser_output
     assert loser_seconds < 20, f"the loser took {loser_seconds:.1f}s to give up"
     history = _history(postgres_dsn)
-    assert [serial for serial, _ in history] == [1, 2, 3, 4, 5], history
+    assert [serial for serial, _ in history] == [1, 2, 3, 4, 5, 6], history
     assert len({lineage for _, lineage in history}) == 1
     state = numbers_pg.state()
-    assert state is not None and state.serial == 5
+    assert state is not None and state.serial == 6
     numbers_pg.assert_no_orphans()
     waited = numbers_pg.cli("apply", "-auto-approve", "-lock-timeout", "30")
     assert "No changes" in waited.stdout, waited.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -44,7 +45,8 @@ def test_replica_and_proxy_killed_under_load(numbers_auth: FaultWorkspace) -> No
     access_key, api_key = ws.key("model.numbers/add"), ws.key("apikey.alice-ci")
     call = caller(ws, access_key, api_key)
     assert call() == 200
-    victim = "r.numbers.add.d1.0"
+    # replica names are r.<project>.<model>.d<deployment>.<rollout token>.<index>
+    victim = next(name for name in sorted(ws.programs_by_name()) if re.fullmatch(r"r\.numbers\.add\.d1\.\w+\.0", name))
     old_pid = ws.programs_by_name()[victim][1]
     assert old_pid
 
