@@ -24,6 +24,7 @@ from ..state.document import StateDocument
 from ..values import UNKNOWN
 from .addresses import kind_of, model_of, parse_address
 from .desired import LOGICAL, Node, desired_world
+from .moves import apply_move, moves_of, pending_moves
 
 KIND_ORDER = {"registry": 0, "project": 1, "apikey": 2, "model": 3, "build": 4, "deployment": 5, "proxy": 6}
 
@@ -66,6 +67,10 @@ async def make_plan(
     environ: Mapping[str, str] | None = None,
 ) -> PlannedRun:
     document = state
+    moved: list[tuple[str, str]] = []
+    if not options.destroy:
+        for move in pending_moves(moves_of(config), document):
+            moved.extend(sorted(apply_move(move, document).items()))
     world = (
         desired_world(config, state, document.salt, provider_name, environ) if not options.destroy else None
     )
@@ -193,6 +198,7 @@ async def make_plan(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         cmlplan_version=__version__,
         warnings=tuple(world.warnings if world else ()),
+        moved=tuple(moved),
     )
     return PlannedRun(
         plan=plan,

@@ -182,6 +182,12 @@ class StateDocument(_Model):
         self.history[address] = append_entry(self.history.get(address, []), entry, deleted)
         self._new_history.add(address)
 
+    def copy_history(self, old: str, new: str) -> None:
+        """Give ``new`` the history of ``old`` (a moved resource keeps its past; ``old``'s stays too)."""
+        if old in self.history:
+            self.history[new] = list(self.history[old])
+            self._new_history.add(new)
+
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys, indent 2, trailing newline) so state diffs stay readable.
 
@@ -228,6 +234,12 @@ class StateDelta(_Model):
     builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
     counters: dict[str, int] = Field(default_factory=dict)
     history: dict[str, list[HistoryEntry]] = Field(default_factory=dict)  # whole list per changed address
+
+    def copy_history(self, old: str, new: str) -> None:
+        """Give ``new`` the history of ``old`` (a moved resource keeps its past; ``old``'s stays too)."""
+        if old in self.history:
+            self.history[new] = list(self.history[old])
+            self._new_history.add(new)
 
     def to_json(self) -> str:
         """One line of ASCII JSON (no newline), the unit a journal or history row stores."""
