@@ -18,6 +18,7 @@ from .. import __version__
 from ..dag import CycleError, Graph
 from ..errors import CmlplanError
 from ..plan import Action, ActionReason, Drift, Plan, ResourceChange, decide_action
+from ..plan.drift import counts_as_drift
 from ..providers.base import PlanRequest, Provider, ReadRequest, ResourceRef
 from ..specs.common import Lifecycle
 from ..state.document import StateDocument
@@ -180,7 +181,9 @@ async def make_plan(
             )
         )
         if options.refresh and prior_attributes is not None and now != prior_attributes:
-            drift.append(Drift(address, kind, prior_attributes, now))
+            found = Drift(address, kind, prior_attributes, now)
+            if counts_as_drift(found, lifecycle.ignore_changes):  # as -refresh-only: ignored is not drift
+                drift.append(found)
 
     changes.sort(key=lambda c: (KIND_ORDER.get(c.kind, 9), c.address))
     drift.sort(key=lambda d: (KIND_ORDER.get(d.kind, 9), d.address))
