@@ -8,12 +8,14 @@ never stored: callers keep ``hash_secret`` digests salted with ``salt``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -33,6 +35,37 @@ from cmlplan.state.history import HistoryEntry, append_entry
 FORMAT_VERSION = 1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_PATH_PARTS = 8  # deeper error paths (in nested attributes) are cut so the message stays short
+
+
+def _dumps(data: Any) -> str:
+    """``json.dumps(sort_keys, indent=2, ensure_ascii, allow_nan=False)``, byte for byte, at orjson's speed.
+
+    Where the two would differ the standard library writes it, as before: orjson writes UTF-8
+    (so a non-ASCII byte), turns NaN into null and writes 1e16 for 1e+16 (so such a float), and
+    refuses integers over 64 bits and lone surrogates.
+    """
+    if _floats_plain(data):
+        try:
+            encoded = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            encoded = None
+        if encoded is not None and encoded.isascii():
+            return encoded.decode("ascii")
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
+
+
+def _floats_plain(value: Any) -> bool:
+    """Whether every float in ``value`` is finite and written without an exponent (where both agree)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and (not math.isfinite(item) or "e" in repr(item)):
+            return False
+    return True
 
 
 class StateError(CmlplanError):
@@ -194,7 +227,7 @@ class StateDocument(_Model):
         ASCII-only, so any string that parsed (even a lone surrogate escape) can be written back.
         """
         data = self.model_dump(mode="json")
-        return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+        return _dumps(data) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str) -> StateDocument:
