@@ -38,3 +38,9 @@ class KeyFolder:
 
     def remove(self, address: str) -> None:
         self.path_for(address).unlink(missing_ok=True)
+
+    def rename(self, old: str, new: str) -> None:
+        """Move ``old``'s key file to ``new`` (a renamed model keeps its key); no file, nothing to do."""
+        source = self.path_for(old)
+        if source.exists():
+            os.replace(source, self.path_for(new))

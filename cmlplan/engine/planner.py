@@ -18,12 +18,14 @@ from .. import __version__
 from ..dag import CycleError, Graph
 from ..errors import CmlplanError
 from ..plan import Action, ActionReason, Drift, Plan, ResourceChange, decide_action
+from ..plan.drift import counts_as_drift
 from ..providers.base import PlanRequest, Provider, ReadRequest, ResourceRef
 from ..specs.common import Lifecycle
 from ..state.document import StateDocument
 from ..values import UNKNOWN
 from .addresses import kind_of, model_of, parse_address
 from .desired import LOGICAL, Node, desired_world
+from .moves import apply_move, moves_of, pending_moves
 
 KIND_ORDER = {"registry": 0, "project": 1, "apikey": 2, "model": 3, "build": 4, "deployment": 5, "proxy": 6}
 
@@ -66,6 +68,10 @@ async def make_plan(
     environ: Mapping[str, str] | None = None,
 ) -> PlannedRun:
     document = state
+    moved: list[tuple[str, str]] = []
+    if not options.destroy:
+        for move in pending_moves(moves_of(config), document):
+            moved.extend(sorted(apply_move(move, document).items()))
     world = (
         desired_world(config, state, document.salt, provider_name, environ) if not options.destroy else None
     )
@@ -175,7 +181,9 @@ async def make_plan(
             )
         )
         if options.refresh and prior_attributes is not None and now != prior_attributes:
-            drift.append(Drift(address, kind, prior_attributes, now))
+            found = Drift(address, kind, prior_attributes, now)
+            if counts_as_drift(found, lifecycle.ignore_changes):  # as -refresh-only: ignored is not drift
+                drift.append(found)
 
     changes.sort(key=lambda c: (KIND_ORDER.get(c.kind, 9), c.address))
     drift.sort(key=lambda d: (KIND_ORDER.get(d.kind, 9), d.address))
@@ -193,6 +201,7 @@ async def make_plan(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         cmlplan_version=__version__,
         warnings=tuple(world.warnings if world else ()),
+        moved=tuple(moved),
     )
     return PlannedRun(
         plan=plan,

@@ -77,6 +77,9 @@ class Session:
             )
         finally:
             await recorder.close(run.document)
+        for old, new in run.plan.moved_models:
+            if old not in run.document.resources:  # the rename is saved: the key file follows it
+                self.workspace.keys.rename(old, new)
         if changed and (problem := await asyncio.to_thread(lineage.finish, report.ok, changed, run.document)):
             events.progress("openlineage", problem)
         if report.ok:

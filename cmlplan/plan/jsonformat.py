@@ -13,7 +13,7 @@ from .action import Action, ActionReason
 from .change import Drift, ResourceChange
 from .plan import Plan
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: resource_moves, summary.moved
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -33,11 +33,13 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         },
         "resource_changes": [_change(c) for c in plan.changes],
         "resource_drift": [_drift(d) for d in plan.drift],
+        "resource_moves": [{"from": old, "to": new} for old, new in plan.moved],
         "summary": {
             "add": summary.add,
             "change": summary.change,
             "replace": summary.replace,
             "destroy": summary.destroy,
+            "moved": summary.moved,
         },
         "has_changes": plan.has_changes,
         "warnings": list(plan.warnings),
@@ -81,6 +83,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         created_at=str(data["created_at"]),
         cmlplan_version=str(data["cmlplan_version"]),
         warnings=tuple(data.get("warnings", ())),
+        moved=tuple((str(m["from"]), str(m["to"])) for m in data.get("resource_moves", ())),
     )
 
 

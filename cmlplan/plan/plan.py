@@ -14,6 +14,7 @@ class PlanSummary:
     change: int = 0
     replace: int = 0
     destroy: int = 0
+    moved: int = 0  # models (with their builds and deployment) renamed in state
 
     @property
     def total(self) -> int:
@@ -21,9 +22,10 @@ class PlanSummary:
 
     @property
     def line(self) -> str:
+        moved = f", {self.moved} moved" if self.moved else ""
         return (
             f"Plan: {self.add} to add, {self.change} to change, {self.replace} to replace, "
-            f"{self.destroy} to destroy."
+            f"{self.destroy} to destroy{moved}."
         )
 
 
@@ -42,6 +44,11 @@ class Plan:
     created_at: str = ""
     cmlplan_version: str = ""
     warnings: tuple[str, ...] = field(default=())
+    moved: tuple[tuple[str, str], ...] = ()  # (from, to) of every address a Moved document renames
+
+    @property
+    def moved_models(self) -> tuple[tuple[str, str], ...]:
+        return tuple(pair for pair in self.moved if pair[0].startswith("model."))
 
     @property
     def summary(self) -> PlanSummary:
@@ -55,11 +62,11 @@ class Plan:
                 counts["replace"] += 1
             elif change.action is Action.DELETE:
                 counts["destroy"] += 1
-        return PlanSummary(**counts)
+        return PlanSummary(**counts, moved=len(self.moved_models))
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action.changes for c in self.changes)
+        return bool(self.moved) or any(c.action.changes for c in self.changes)
 
     def change_for(self, address: str) -> ResourceChange | None:
         for change in self.changes:

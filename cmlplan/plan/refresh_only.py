@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .change import Drift
-from .diff import without_paths
+from .drift import counts_as_drift
 from .plan import Plan
 from .render_text import drift_body
 
@@ -18,20 +17,8 @@ from .render_text import drift_body
 def refresh_only(plan: Plan) -> Plan:
     """``plan`` with no changes and only the drift that counts."""
     ignored = {change.address: change.ignored_paths for change in plan.changes}
-    drift = tuple(d for d in plan.drift if _counts(d, ignored.get(d.address, ())))
+    drift = tuple(d for d in plan.drift if counts_as_drift(d, ignored.get(d.address, ())))
     return replace(plan, changes=(), drift=drift)
-
-
-# Attributes that follow from another: ignoring the first ignores these too (an autoscaler that owns
-# `replicas` also starts and stops the processes that carry them).
-_FOLLOWS = {"replicas": ("processes",)}
-
-
-def _counts(drift: Drift, ignored: tuple[str, ...]) -> bool:
-    if drift.live is None or drift.prior is None:
-        return True  # deleted outside cmlplan: never ignorable
-    ignored = (*ignored, *(follower for path in ignored for follower in _FOLLOWS.get(path, ())))
-    return without_paths(drift.prior, ignored) != without_paths(drift.live, ignored)
 
 
 def render_drift(plan: Plan) -> str:

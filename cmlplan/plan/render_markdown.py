@@ -24,7 +24,9 @@ _DANGER = (Action.DELETE, Action.REPLACE, Action.CREATE_THEN_DELETE)
 def render_markdown(plan: Plan) -> str:
     changes = [c for c in plan.changes if c.action.changes]
     lines = ["### cmlplan plan", ""]
-    lines.append(f"**{plan.summary.line}**" if changes else "**No changes.** The live world matches the specs.")
+    lines.append(
+        f"**{plan.summary.line}**" if changes or plan.moved else "**No changes.** The live world matches the specs."
+    )
     danger = [c for c in changes if c.action in _DANGER]
     if danger:
         lines += ["", "> [!WARNING]", f"> **{_danger_title(danger)}**"]
@@ -35,6 +37,11 @@ def render_markdown(plan: Plan) -> str:
         for drift in plan.drift:
             what = "was deleted outside cmlplan" if drift.live is None else "has changed"
             lines += _section(f"<code>{html.escape(drift.address, quote=False)}</code> {what}", drift_body(drift))
+    if plan.moved:
+        lines += ["", f"#### Moved ({len(plan.moved)})", ""]
+        lines.append("Renamed in state only: nothing is stopped, started or redeployed.")
+        lines.append("")
+        lines += [f"- `{old}` → `{new}`" for old, new in plan.moved]
     if changes:
         lines += ["", f"#### Changes ({len(changes)})"]
         for change in changes:

@@ -40,11 +40,15 @@ def render_text(plan: Plan, color: bool = False) -> str:
             out.extend(_drift_lines(drift, style))
             out.append("")
     changes = [c for c in plan.changes if c.action.changes]
-    if not changes:
+    if not changes and not plan.moved:
         out.append(style("No changes.", "bold", "green") + " The live world matches the specs.")
         return "\n".join(out) + "\n"
     out.append("cmlplan will perform the following actions:")
     out.append("")
+    for line in moved_lines(plan):
+        out.append(style(line, "bold"))
+    if plan.moved:
+        out.append("")
     for change in changes:
         out.extend(_change_lines(change, style))
         out.append("")
@@ -52,6 +56,11 @@ def render_text(plan: Plan, color: bool = False) -> str:
         out.append(style("Warning: ", "yellow", "bold") + warning)
     out.append(style(plan.summary.line, "bold"))
     return "\n".join(out) + "\n"
+
+
+def moved_lines(plan: Plan) -> list[str]:
+    """One line per renamed address: a move changes state only, nothing live is stopped or started."""
+    return [f"  # {old} has moved to {new}" for old, new in plan.moved]
 
 
 def change_heading(change: ResourceChange) -> str:

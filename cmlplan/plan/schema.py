@@ -74,11 +74,20 @@ def plan_schema() -> dict[str, Any]:
             },
             "resource_changes": {"type": "array", "items": change},
             "resource_drift": {"type": "array", "items": drift},
+            "resource_moves": {  # since 1.1: addresses a Moved document renames in state
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["from", "to"],
+                    "properties": {"from": {"type": "string"}, "to": {"type": "string"}},
+                },
+            },
             "summary": {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["add", "change", "replace", "destroy"],
-                "properties": {"add": count, "change": count, "replace": count, "destroy": count},
+                "properties": {"add": count, "change": count, "replace": count, "destroy": count, "moved": count},
             },
             "has_changes": {"type": "boolean"},
             "warnings": {"type": "array", "items": {"type": "string"}},

@@ -27,6 +27,7 @@ from .base import (
 from .deployments import DEPLOYMENT_REPLACE_PATHS, PROXY_REPLACE_PATHS, plan_replicated
 
 BUILD_COMPUTED = ATTRIBUTES["build"].computed
+_LABELS = ("model", "project", "name")
 
 
 class FakeProvider:
@@ -44,7 +45,7 @@ class FakeProvider:
         self.delay: float = 0.0
 
     async def read(self, request: ReadRequest) -> ReadResult:
-        live = {r.address: copy.deepcopy(self.world.get(r.address)) for r in request.resources}
+        live = {r.address: copy.deepcopy(self._find(r.address, r.attributes)) for r in request.resources}
         for address, attributes in live.items():
             if attributes and isinstance(attributes.get("processes"), list) and "replicas" in attributes:
                 # a test that sets the world's replicas scaled it by hand: the world runs that many
@@ -52,6 +53,19 @@ class FakeProvider:
                 if len(attributes["processes"]) != wanted:
                     attributes["processes"] = _computed(address, "processes", attributes)
         return ReadResult(live=live)
+
+    def _find(self, address: str, recorded: Attributes) -> Attributes | None:
+        """What runs for ``address``, or (as the real providers find replicas by their recorded process
+        names) the object its recorded identity names, whatever address it was created under."""
+        if address in self.world:
+            return self.world[address]
+        for key in ("processes", "path"):
+            if recorded.get(key):
+                for attributes in self.world.values():
+                    if attributes.get(key) == recorded[key]:
+                        # names are labels read back as recorded, as the real providers do
+                        return {**attributes, **{k: recorded[k] for k in _LABELS if k in recorded}}
+        return None
 
     async def plan(self, request: PlanRequest) -> PlanResult:
         return plan_replicated(request, BUILD_COMPUTED)

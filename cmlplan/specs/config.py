@@ -11,6 +11,7 @@ from .apikey import ApiKeySpec
 from .document import Resource
 from .errors import did_you_mean
 from .model import ModelSpec
+from .moved import MovedSpec
 from .project import ProjectSpec
 from .workspace import WorkspaceSpec
 
@@ -115,6 +116,46 @@ def check_config(
                     f"{resource.where('spec', 'deployment', 'replicas')}: {resource.address}: spec.deployment.replicas: {model.deployment.replicas}"
                     f" is over the Workspace limit of {limit} (raise limits.max_replicas, up to 199)"
                 )
+    problems.extend(check_moves([r for r in by_address.values() if r.kind == "Moved"], by_address))
     if problems:
         return None, problems
     return Config(directory, workspaces[0], by_address, files), problems
+
+
+def check_moves(moves: list[Resource], by_address: dict[str, Resource]) -> list[str]:
+    """A move goes from an address the specs no longer define to a Model they do, once, without a cycle."""
+    problems: list[str] = []
+    sources: dict[str, Resource] = {}
+    for move in moves:
+        spec: MovedSpec = move.spec
+        label = f"{move.where('spec', 'from')}: {move.address}"
+        if spec.from_ == spec.to:
+            problems.append(f"{label}: from and to are the same address ({spec.to})")
+            continue
+        if spec.from_ in sources:
+            problems.append(f"{label}: {spec.from_} is already moved by {sources[spec.from_].address} ({sources[spec.from_].origin})")
+            continue
+        sources[spec.from_] = move
+        if spec.from_ in by_address:
+            problems.append(f"{label}: spec.from: {spec.from_} is still defined ({by_address[spec.from_].origin}); a moved model has only its new address")
+    for move in sources.values():
+        if move.spec.to not in by_address and move.spec.to not in sources:
+            problems.append(
+                f"{move.where('spec', 'to')}: {move.address}: spec.to: {move.spec.to} is not a Model in the specs"
+                f"{did_you_mean(move.spec.to, [a for a in by_address if a.startswith('model.')])}"
+            )
+    for start in sources:
+        seen = [start]
+        current = sources[start].spec.to
+        while current in sources:
+            if current == start:
+                if start != min(seen):
+                    break  # one line per cycle: reported from its first address
+                chain = " -> ".join([*seen, start])
+                problems.append(f"{sources[start].where('spec', 'from')}: {sources[start].address}: moves form a cycle: {chain}")
+                break
+            if current in seen:
+                break  # a cycle not through start: reported from one of its own members
+            seen.append(current)
+            current = sources[current].spec.to
+    return problems

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from .apikey import ApiKeySpec
 from .common import Lifecycle, Metadata
 from .model import ModelSpec
+from .moved import MovedSpec
 from .project import ProjectSpec
 from .proxy import ProxySpec
 from .registry import ModelRegistrySpec
@@ -22,6 +23,7 @@ SPEC_BY_KIND: dict[str, type[BaseModel]] = {
     "Project": ProjectSpec,
     "ApiKey": ApiKeySpec,
     "Model": ModelSpec,
+    "Moved": MovedSpec,
 }
 
 ADDRESS_PREFIX = {
@@ -31,6 +33,7 @@ ADDRESS_PREFIX = {
     "Project": "project",
     "ApiKey": "apikey",
     "Model": "model",
+    "Moved": "moved",
 }
 
 ENVELOPE_FIELDS = ("apiVersion", "kind", "metadata", "spec", "lifecycle")

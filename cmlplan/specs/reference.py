@@ -20,6 +20,11 @@ _KIND_INTRO = {
     "Project": "A group of models and the people who may call them. Address `project.<name>`.",
     "ApiKey": "A user's key for calling models with authentication on. Address `apikey.<name>`.",
     "Model": "A file + function (or registered model version) and its deployment. Address `model.<project>/<name>`.",
+    "Moved": (
+        "A model renamed or moved to another project (Terraform's `moved` block): state follows it, so its"
+        " deployment id, replicas, builds and access key carry over and nothing is redeployed. Chains"
+        " (a to b, b to c) are followed; a cycle, or a target already in state, is an error."
+    ),
 }
 
 
@@ -52,7 +57,7 @@ def _section(title: str, model: type[BaseModel], intro: str) -> list[str]:
 def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
+        path = f"{prefix}{field.alias or name}"  # the name written in YAML (spec.from, not from_)
         nested = _nested_model(field.annotation)
         default = "required" if field.is_required() else _default(field)
         description = (field.description or "").replace("|", "\\|")

@@ -8,12 +8,14 @@ never stored: callers keep ``hash_secret`` digests salted with ``salt``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -33,6 +35,37 @@ from cmlplan.state.history import HistoryEntry, append_entry
 FORMAT_VERSION = 1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_PATH_PARTS = 8  # deeper error paths (in nested attributes) are cut so the message stays short
+
+
+def _dumps(data: Any) -> str:
+    """``json.dumps(sort_keys, indent=2, ensure_ascii, allow_nan=False)``, byte for byte, at orjson's speed.
+
+    Where the two would differ the standard library writes it, as before: orjson writes UTF-8
+    (so a non-ASCII byte), turns NaN into null and writes 1e16 for 1e+16 (so such a float), and
+    refuses integers over 64 bits and lone surrogates.
+    """
+    if _floats_plain(data):
+        try:
+            encoded = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            encoded = None
+        if encoded is not None and encoded.isascii():
+            return encoded.decode("ascii")
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False)
+
+
+def _floats_plain(value: Any) -> bool:
+    """Whether every float in ``value`` is finite and written without an exponent (where both agree)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and (not math.isfinite(item) or "e" in repr(item)):
+            return False
+    return True
 
 
 class StateError(CmlplanError):
@@ -182,13 +215,19 @@ class StateDocument(_Model):
         self.history[address] = append_entry(self.history.get(address, []), entry, deleted)
         self._new_history.add(address)
 
+    def copy_history(self, old: str, new: str) -> None:
+        """Give ``new`` the history of ``old`` (a moved resource keeps its past; ``old``'s stays too)."""
+        if old in self.history:
+            self.history[new] = list(self.history[old])
+            self._new_history.add(new)
+
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys, indent 2, trailing newline) so state diffs stay readable.
 
         ASCII-only, so any string that parsed (even a lone surrogate escape) can be written back.
         """
         data = self.model_dump(mode="json")
-        return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+        return _dumps(data) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str) -> StateDocument:
@@ -228,6 +267,12 @@ class StateDelta(_Model):
     builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
     counters: dict[str, int] = Field(default_factory=dict)
     history: dict[str, list[HistoryEntry]] = Field(default_factory=dict)  # whole list per changed address
+
+    def copy_history(self, old: str, new: str) -> None:
+        """Give ``new`` the history of ``old`` (a moved resource keeps its past; ``old``'s stays too)."""
+        if old in self.history:
+            self.history[new] = list(self.history[old])
+            self._new_history.add(new)
 
     def to_json(self) -> str:
         """One line of ASCII JSON (no newline), the unit a journal or history row stores."""

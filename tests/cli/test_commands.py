@@ -104,7 +104,7 @@ def test_plan_formats(ws: str) -> None:
     assert "**Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy.**" in markdown
     assert markdown.count("<details><summary><code>+ ") == 5
     data = json.loads(cmlplan("plan", "-C", ws, "--json").out)
-    assert data["summary"] == {"add": 5, "change": 0, "replace": 0, "destroy": 0}
+    assert data["summary"] == {"add": 5, "change": 0, "replace": 0, "destroy": 0, "moved": 0}
 
 
 def test_apply_without_auto_approve_on_a_pipe_fails_clearly(ws: str, fake) -> None:  # type: ignore[no-untyped-def]

@@ -151,6 +151,18 @@ def test_ignore_changes_on_deployment_replicas(engine) -> None:  # type: ignore[
     assert actions(run) == {}
 
 
+def test_drift_the_specs_ignore_is_not_in_the_plan(engine, fake: FakeProvider) -> None:  # type: ignore[no-untyped-def]
+    """An autoscaler owns replicas: the regular plan's drift section agrees with -refresh-only."""
+    edit(engine.directory, "kind: Model\n", "kind: Model\nlifecycle: {ignore_changes: [deployment.replicas]}\n")
+    engine.apply()
+    fake.world[DEPLOYMENT]["replicas"] = 5  # and the world runs 5 processes
+    run = engine.plan()
+    assert run.plan.drift == () and actions(run) == {}
+    fake.world[DEPLOYMENT]["memory"] = "1Gi"  # what is not ignored is still drift
+    run = engine.plan()
+    assert [d.address for d in run.plan.drift] == [DEPLOYMENT]
+
+
 def test_drift_is_shown_and_corrected(engine, fake: FakeProvider) -> None:  # type: ignore[no-untyped-def]
     engine.apply()
     fake.world[DEPLOYMENT]["replicas"] = 5
@@ -182,4 +194,4 @@ def test_ignore_changes_also_ignores_drift_of_that_path(engine, fake: FakeProvid
     fake.world[DEPLOYMENT]["replicas"] = 6
     run = engine.plan()
     assert actions(run) == {}
-    assert [d.address for d in run.plan.drift] == [DEPLOYMENT]
+    assert run.plan.drift == ()  # ignored, so not drift either (as -refresh-only)

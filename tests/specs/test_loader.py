@@ -78,7 +78,7 @@ def test_unknown_top_level_field(folder: Path) -> None:
 def test_unknown_kind_with_suggestion(folder: Path) -> None:
     assert problems(folder, WORKSPACE, PROJECT.replace("kind: Project", "kind: Projcet")) == [
         "specs.yaml:8:1: kind 'Projcet' is unknown; did you mean 'Project'?"
-        " (kinds: Workspace, Proxy, ModelRegistry, Project, ApiKey, Model)"
+        " (kinds: Workspace, Proxy, ModelRegistry, Project, ApiKey, Model, Moved)"
     ]
 
 

@@ -132,10 +132,20 @@ class LocalBuilder:
                 _Build(self, request, build_dir, key, log, log_path).run()
             return self._outcome(request, build_dir, key, reused=False)
 
-    def existing(self, model_key: str, number: int) -> BuildOutcome | None:
-        """A finished build on disk (marker written, venv present), or None."""
+    def existing(
+        self, model_key: str, number: int, build_hash: str | None = None, path: str | None = None
+    ) -> BuildOutcome | None:
+        """A finished build on disk (marker written, venv present), or None.
+
+        A model renamed by a Moved document keeps the build made under its old name: ``path`` (the
+        build's recorded folder) or, failing that, a build of the same number and ``build_hash``
+        under another name is that build.
+        """
         build_dir = self.build_dir(model_key, number)
         marker = read_json(build_dir / BUILD_MARKER)
+        if marker is None and (build_hash is not None or path is not None):
+            build_dir = self._moved_build(number, build_hash, path) or build_dir
+            marker = read_json(build_dir / BUILD_MARKER)
         if marker is None or not (self.venvs_dir / marker.get("venv_key", "?") / VENV_MARKER).exists():
             return None
         venv_dir = self.venvs_dir / marker["venv_key"]
@@ -152,6 +162,19 @@ class LocalBuilder:
             log_path=build_dir / "build.log",
             reused=True,
         )
+
+    def _moved_build(self, number: int, build_hash: str | None, path: str | None) -> Path | None:
+        if path is not None:
+            candidate = Path(path)
+            if candidate.parent.parent.parent == self.builds_dir and candidate.name == str(number):
+                return candidate
+        if build_hash is None:
+            return None
+        for candidate in sorted(self.builds_dir.glob(f"*/*/{int(number)}")):
+            marker = read_json(candidate / BUILD_MARKER)
+            if marker is not None and marker.get("build_hash") == build_hash:
+                return candidate
+        return None
 
     def remove_build(self, model_key: str, number: int) -> None:
         """Delete a build's directory (read-only parts included); fine if it is already gone."""

@@ -47,7 +47,16 @@ class LocalProvider(ReplicatedProvider):
 
     async def build_exists(self, attributes: Attributes) -> bool:
         model_key = str(attributes.get("model", "")).removeprefix("model.")
-        return self.builder.existing(model_key, int(attributes.get("number", 0))) is not None
+        build_hash, path = attributes.get("hash"), attributes.get("path")
+        return (
+            self.builder.existing(
+                model_key,
+                int(attributes.get("number", 0)),
+                str(build_hash) if build_hash else None,
+                str(path) if path else None,
+            )
+            is not None
+        )
 
     # -- managed model registries (mlflow server programs); the rest is ReplicatedProvider's ---------
 

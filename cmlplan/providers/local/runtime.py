@@ -45,7 +45,9 @@ class SupervisorRuntime:
 
     async def locate_build(self, address: str, planned: Attributes) -> BuildOutcome:
         model_key = str(planned["model"]).removeprefix("model.")
-        build = await asyncio.to_thread(self.builder.existing, model_key, int(planned["build"]))
+        build = await asyncio.to_thread(
+            self.builder.existing, model_key, int(planned["build"]), str(planned.get("build_hash") or "") or None
+        )
         if build is None:
             raise ProviderError(
                 f"{address}: build {planned['build']} of {planned['model']} is not on disk; "
