@@ -94,6 +94,22 @@ def test_replicas_change_is_an_update_in_place(engine) -> None:  # type: ignore[
     assert (change.before["replicas"], change.after["replicas"]) == (2, 3)
 
 
+def test_model_description_is_shown_and_an_in_place_update(engine) -> None:  # type: ignore[no-untyped-def]
+    from cmlplan.plan import render_text
+
+    engine.apply()
+    edit(engine.directory, "metadata: {name: add, project: numbers}",
+         "metadata: {name: add, project: numbers, description: Adds Two Numbers}")
+    run = engine.plan()
+    assert actions(run) == {MODEL: "update"}  # never the build or the deployment
+    assert run.plan.change_for(MODEL).after["title"] == "Adds Two Numbers"
+    text = render_text(run.plan)
+    assert "# model.numbers/add (Adds Two Numbers) will be updated in place" in text
+    assert engine.apply()[1].ok
+    edit(engine.directory, "description: Adds Two Numbers}", "description: Sums}")
+    assert actions(engine.plan()) == {MODEL: "update"}
+
+
 def _remove_model(folder: Path) -> None:
     path = folder / SPEC
     text = path.read_text()

@@ -36,6 +36,8 @@ def add_model(b: Builder, resource: Resource) -> None:
         "authentication": spec.authentication,
         "examples": [e.model_dump(mode="json") for e in spec.examples],
     }
+    if resource.metadata.description is not None:  # for people, never in the address; absent when unset
+        model_attributes["title"] = resource.metadata.description
     if spec.lineage.training_data:
         model_attributes["lineage"] = {"training_data": training_data(resource)}
     deps: tuple[str, ...] = (f"project.{resource.metadata.project}",)
