@@ -94,6 +94,22 @@ def test_replicas_change_is_an_update_in_place(engine) -> None:  # type: ignore[
     assert (change.before["replicas"], change.after["replicas"]) == (2, 3)
 
 
+def test_request_timeout_change_updates_proxy_and_deployments_in_place(engine, fake: FakeProvider) -> None:  # type: ignore[no-untyped-def]
+    engine.apply()
+    deployment_id = fake.world[DEPLOYMENT]["deployment_id"]
+    edit(engine.directory, "request_timeout: 30s", "request_timeout: 45s")
+    run = engine.plan()
+    assert actions(run) == {"proxy.default": "update", DEPLOYMENT: "update"}
+    change = run.plan.change_for(DEPLOYMENT)
+    assert change.replace_paths == ()
+    assert (change.before["request_timeout"], change.after["request_timeout"]) == (30, 45)
+    _, report = engine.apply()
+    assert report.ok
+    assert fake.world[DEPLOYMENT]["deployment_id"] == deployment_id
+    assert fake.world[DEPLOYMENT]["request_timeout"] == 45
+    assert not engine.plan().plan.has_changes
+
+
 def test_model_description_is_shown_and_an_in_place_update(engine) -> None:  # type: ignore[no-untyped-def]
     from cmlplan.plan import render_text
 

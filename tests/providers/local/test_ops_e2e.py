@@ -1,0 +1,74 @@
+"""End to end on the local provider: a request_timeout change in place.
+
+One add-numbers workspace for the module (2 replicas, no authentication); tests run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # the fixtures' type, from this folder's conftest.py
+    from conftest import LiveWorkspace
+
+pytestmark = pytest.mark.slow
+
+ADD = "model.numbers/add"
+DEPLOYMENT = "deployment.numbers/add"
+
+
+def test_request_timeout_change_restarts_replicas_in_place_without_a_failed_request(
+    numbers_ws: LiveWorkspace,
+) -> None:
+    before = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    key = numbers_ws.key(ADD)
+    results: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, body = numbers_ws.post({"accessKey": key, "request": {"a": 1, "b": 1}}, timeout=10)
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            results.append(status)
+            if status != 200:
+                failures.append(json.dumps(body))
+
+    numbers_ws.replace_in_spec("request_timeout: 30s", "request_timeout: 45s")
+    plan = numbers_ws.plan_json()
+    actions = {c["address"]: c["action"] for c in plan["resource_changes"] if c["action"] != "no-op"}
+    assert actions == {"proxy.default": "update", DEPLOYMENT: "update"}, actions
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        result = numbers_ws.apply()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert "restarting 2 replica(s) one at a time" in result.stdout, result.stdout
+    assert len(results) > 20, len(results)
+    assert not failures, failures[:5]
+    after = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    assert (after["deployment_id"], after["build"]) == (before["deployment_id"], before["build"])
+    assert after["request_timeout"] == 45
+    old_names = {p["name"] for p in before["processes"]}
+    new_names = {p["name"] for p in after["processes"]}
+    assert len(new_names) == 2 and not old_names & new_names  # every replica was restarted
+    running = {p.name for p in numbers_ws.programs("r.numbers.add.")}
+    assert running == new_names
+    confs = [(numbers_ws.dir / ".cmlplan" / "supervisor" / "programs").glob(f"{n}*") for n in new_names]
+    texts = [path.read_text() for paths in confs for path in paths]
+    assert len(texts) == 2 and all("--prediction-timeout 50" in t for t in texts), texts
+    routes = json.loads((numbers_ws.dir / ".cmlplan" / "run" / "routes.json").read_text())
+    assert routes["proxy"]["request_timeout"] == 45
+    assert numbers_ws.cli("plan", "-detailed-exitcode", check=False).returncode == 0
