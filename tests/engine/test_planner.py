@@ -215,3 +215,34 @@ def test_ignore_changes_also_ignores_drift_of_that_path(engine, fake: FakeProvid
     run = engine.plan()
     assert actions(run) == {}
     assert [d.address for d in run.plan.drift] == [DEPLOYMENT]
+
+
+def test_cdsw_build_sh_at_the_source_root_is_the_build_script(engine) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    engine.apply()
+    script = engine.directory / "cdsw-build.sh"
+    script.write_text("echo building\n")
+    run = engine.plan()
+    assert actions(run) == {"build.numbers/add#2": "create", DEPLOYMENT: "create-then-delete"}
+    build = run.plan.change_for("build.numbers/add#2")
+    assert build.after["build_script"] == "cdsw-build.sh"
+    digest = hashlib.sha256(b"echo building\n").hexdigest()[:12]
+    assert f"runs build script cdsw-build.sh (sha256 {digest})" in build.notes
+    engine.apply()
+    script.write_text("echo building again\n")  # an edit is a new build
+    assert "build.numbers/add#3" in actions(engine.plan())
+    edit(engine.directory, "authentication: false", "authentication: false\n  build: {script: none}")
+    run = engine.plan()
+    after = run.plan.change_for("build.numbers/add#3").after
+    assert after["build_script"] is None and not [n for n in run.plan.change_for("build.numbers/add#3").notes if "runs" in n]
+
+
+def test_a_named_build_script_wins_over_cdsw_build_sh(engine) -> None:  # type: ignore[no-untyped-def]
+    (engine.directory / "cdsw-build.sh").write_text("echo default\n")
+    (engine.directory / "setup.sh").write_text("echo mine\n")
+    edit(engine.directory, "authentication: false", "authentication: false\n  build: {script: setup.sh}")
+    assert engine.plan().plan.change_for("build.numbers/add#1").after["build_script"] == "setup.sh"
+    edit(engine.directory, "build: {script: setup.sh}", "build: {script: missing.sh}")
+    with pytest.raises(Exception, match="build.script 'missing.sh' is not in the source folder"):
+        engine.plan()

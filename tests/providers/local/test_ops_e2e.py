@@ -1,4 +1,4 @@
-"""End to end on the local provider: a request_timeout change in place.
+"""End to end on the local provider: CML's cdsw-build.sh, and a request_timeout change in place.
 
 One add-numbers workspace for the module (2 replicas, no authentication); tests run in file order.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,6 +20,32 @@ pytestmark = pytest.mark.slow
 
 ADD = "model.numbers/add"
 DEPLOYMENT = "deployment.numbers/add"
+SCRIPT = "echo built by cdsw-build > built.txt\n"
+
+
+def test_cdsw_build_sh_at_the_root_runs_and_editing_it_rebuilds(numbers_ws: LiveWorkspace) -> None:
+    script = numbers_ws.dir / "cdsw-build.sh"
+    script.write_text(SCRIPT)
+    plan = numbers_ws.cli("plan").stdout
+    assert "build.numbers/add#2" in plan and "runs build script cdsw-build.sh (sha256 " in plan, plan
+    numbers_ws.apply()
+    build = numbers_ws.state_show("build.numbers/add#2")["attributes"]
+    assert build["build_script"] == "cdsw-build.sh"
+    assert (Path(build["path"]) / "src" / "built.txt").read_text() == "built by cdsw-build\n"
+    status, body = numbers_ws.call(ADD, {"a": 1, "b": 2})
+    assert (status, body["response"]) == (200, {"result": 3})
+
+    script.write_text(SCRIPT.replace("built by", "rebuilt by"))  # an edit is a rebuild
+    plan = numbers_ws.cli("plan").stdout
+    assert "build.numbers/add#3" in plan and "~cdsw-build.sh" in plan, plan
+
+    numbers_ws.replace_in_spec("authentication: false", "authentication: false\n  build: {script: none}")
+    plan = numbers_ws.cli("plan").stdout
+    assert "runs build script" not in plan, plan
+    numbers_ws.apply()
+    build = numbers_ws.state_show("build.numbers/add#3")["attributes"]
+    assert build["build_script"] is None
+    assert not (Path(build["path"]) / "src" / "built.txt").exists()  # the script did not run
 
 
 def test_request_timeout_change_restarts_replicas_in_place_without_a_failed_request(
