@@ -99,3 +99,21 @@ def test_request_timeout_change_restarts_replicas_in_place_without_a_failed_requ
     routes = json.loads((numbers_ws.dir / ".cmlplan" / "run" / "routes.json").read_text())
     assert routes["proxy"]["request_timeout"] == 45
     assert numbers_ws.cli("plan", "-detailed-exitcode", check=False).returncode == 0
+
+
+def test_logs_show_the_build_and_every_replica_also_restarted_ones(numbers_ws: LiveWorkspace) -> None:
+    after = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    result = numbers_ws.cli("logs", ADD, "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    sources = {line["source"] for line in lines}
+    assert f"build {after['build']}" in sources, sources
+    replica_files = {s.split("(")[1].rstrip(")") for s in sources if s.startswith("replica ")}
+    assert {p["name"] for p in after["processes"]} < replica_files  # the restarted ones' logs survive
+    one = numbers_ws.cli("logs", ADD, "--replica", "1").stdout
+    assert one and all(line.startswith("replica 1 (") for line in one.splitlines()), one
+    proxy = numbers_ws.cli("logs", "proxy.default").stdout
+    assert proxy and all(line.startswith("proxy (cmlplan-proxy-") for line in proxy.splitlines())
+    bad = numbers_ws.cli("logs", ADD, "--since", "soon", check=False)
+    assert bad.returncode == 1 and "--since 'soon'" in bad.stderr and "Traceback" not in bad.stderr
+    wrong = numbers_ws.cli("logs", "project.numbers", check=False)
+    assert wrong.returncode == 1 and "logs are kept for models" in wrong.stderr
