@@ -15,6 +15,7 @@ from .gc_cmd import gc_command
 from .inspect_cmd import output_command, show_command
 from .logs_cmd import logs_command
 from .plan_cmd import plan_command
+from .restart_cmd import restart_command
 from .spec_cmd import schema_command, validate_command
 from .state_cmd import force_unlock_command, state_group
 
@@ -44,6 +45,7 @@ for command in (
     output_command,
     call_command,
     logs_command,
+    restart_command,
     gc_command,
     models_command,
     history_command,

@@ -120,6 +120,17 @@ class ShowingLogs(Protocol):
 
 
 @runtime_checkable
+class Restarting(Protocol):
+    """Optional: restart a deployment's running replicas one at a time, keeping build and deployment id.
+
+    ``request.prior`` and ``request.planned`` are both what state records; the result's attributes
+    carry the new replicas' records.
+    """
+
+    async def restart(self, request: ApplyRequest) -> ApplyResult: ...
+
+
+@runtime_checkable
 class GarbageCollecting(Protocol):
     """Optional: a provider that keeps build artifacts (images, venvs) after their build left the state.
 

@@ -210,6 +210,20 @@ class Rollout:
             await self._remove([old["name"]])
         return serving
 
+    async def restart(self, request: ApplyRequest) -> ApplyResult:
+        """``cmlplan restart``: roll every running replica of the recorded deployment."""
+        prior = request.prior or {}
+        check(request.address, "deployment", prior)
+        await self.runtime.prepare()
+        build = await self.runtime.locate_build(request.address, prior)
+        running = list(self.observed(prior, await self.live()).get("processes") or [])
+        if not running:
+            raise ProviderError(f"{request.address}: no replica is running to restart; run apply")
+        request.progress(f"restarting {len(running)} replica(s) one at a time")
+        processes = await self.roll(request, prior, build, running)
+        request.progress(f"serving with {len(processes)} restarted replica(s) of build {prior.get('build')}")
+        return ApplyResult(attributes={**prior, "processes": processes})
+
     async def undeploy(self, request: ApplyRequest) -> ApplyResult:
         prior = request.prior or {}
         generation = await asyncio.to_thread(self.routes.set_model, str(prior.get("model")), None)

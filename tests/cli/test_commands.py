@@ -261,3 +261,15 @@ def test_failed_apply_exits_1_and_reports(ws: str, fake) -> None:  # type: ignor
     assert "Error: build.numbers/add#1: build.numbers/add#1: injected failure" in result.err
     assert "Skipped deployment.numbers/add: it depends on build.numbers/add#1, which failed" in result.err
     assert "Apply incomplete" in result.out
+
+
+def test_restart_and_logs_need_a_provider_that_can(ws: str) -> None:
+    before = cmlplan("restart", "-C", ws, MODEL)
+    assert before.code == 1 and "no state yet" in before.err
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    for words in (["restart", MODEL], ["logs", MODEL]):
+        result = cmlplan(*words, "-C", ws)
+        assert result.code == 1 and "provider cannot" in result.err and "Traceback" not in result.err, result
+    wrong = cmlplan("restart", "-C", ws, "project.numbers")
+    assert wrong.code == 1 and "restart takes a model or deployment address" in wrong.err
+    assert cmlplan("logs", "-C", ws, MODEL, "--since", "10x").code == 1

@@ -117,3 +117,47 @@ def test_logs_show_the_build_and_every_replica_also_restarted_ones(numbers_ws: L
     assert bad.returncode == 1 and "--since 'soon'" in bad.stderr and "Traceback" not in bad.stderr
     wrong = numbers_ws.cli("logs", "project.numbers", check=False)
     assert wrong.returncode == 1 and "logs are kept for models" in wrong.stderr
+
+
+def test_restart_rolls_every_replica_with_no_failed_request(numbers_ws: LiveWorkspace) -> None:
+    before = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    key = numbers_ws.key(ADD)
+    results: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, body = numbers_ws.post({"accessKey": key, "request": {"a": 2, "b": 3}}, timeout=10)
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            results.append(status)
+            if status != 200:
+                failures.append(json.dumps(body))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        result = numbers_ws.cli("restart", ADD)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert "Restart complete: 2 replica(s)" in result.stdout, result.stdout
+    assert len(results) > 20 and not failures, (len(results), failures[:5])
+    after = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    assert (after["deployment_id"], after["build"]) == (before["deployment_id"], before["build"])
+    assert not {p["name"] for p in before["processes"]} & {p["name"] for p in after["processes"]}
+    assert {p.name for p in numbers_ws.programs("r.numbers.add.")} == {p["name"] for p in after["processes"]}
+    history = json.loads(numbers_ws.cli("history", ADD, "--json").stdout)
+    assert "restart" in json.dumps(history), history
+    assert numbers_ws.cli("plan", "-detailed-exitcode", check=False).returncode == 0
+    pending = numbers_ws.spec.read_text()
+    numbers_ws.replace_in_spec("replicas: 2", "replicas: 3")
+    refused = numbers_ws.cli("restart", ADD, check=False)
+    numbers_ws.set_spec(pending)
+    assert refused.returncode == 1 and "changes are pending" in refused.stderr, refused.stderr
