@@ -34,7 +34,7 @@ def models_command(chdir: str, as_json: bool) -> None:
     header = ("MODEL", "SOURCE", "BUILD", "DEPLOYMENT", "REPLICAS", "STATUS", "APPLIED BY", "APPLIED AT")
     table = [header] + [
         (
-            f"{r['project']}/{r['name']}",
+            f"{r['project']}/{r['name']}" + (f" ({r['title']})" if r.get("title") else ""),
             r["source"],
             _dash(r["build"]),
             _dash(r["deployment_id"]),

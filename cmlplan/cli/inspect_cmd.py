@@ -84,6 +84,7 @@ def endpoints(workspace: Workspace) -> list[dict[str, Any]]:
         found.append(
             {
                 "address": address,
+                "title": attributes.get("title"),
                 "url": url,
                 "authentication": bool(attributes.get("authentication")),
                 "access_key_file": str(workspace.keys.path_for(address)),
@@ -150,7 +151,7 @@ def output_command(address: str | None, raw: bool, output_file: str | None, chdi
 def _echo_model(model: dict[str, Any]) -> None:
     """The endpoint and a curl command that works when pasted: every variable it uses is set."""
     body = json.dumps({"accessKey": "$ACCESS_KEY", "request": model["example_input"]}).replace('"', '\\"')
-    click.echo(f"{model['address']}")
+    click.echo(f"{model['address']}" + (f"  # {model['title']}" if model.get("title") else ""))
     click.echo(f"  endpoint: {model['url']}")
     click.echo(f"  access key: {model['access_key_fingerprint'] or '?'}… (file {model['access_key_file']})")
     click.echo(f"  ACCESS_KEY=$(cat {shlex.quote(model['access_key_file'])})")

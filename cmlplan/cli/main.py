@@ -13,7 +13,9 @@ from .call_cmd import call_command
 from .catalog_cmd import history_command, lineage_command, models_command
 from .gc_cmd import gc_command
 from .inspect_cmd import output_command, show_command
+from .logs_cmd import logs_command
 from .plan_cmd import plan_command
+from .restart_cmd import restart_command
 from .spec_cmd import schema_command, validate_command
 from .state_cmd import force_unlock_command, state_group
 
@@ -42,6 +44,8 @@ for command in (
     show_command,
     output_command,
     call_command,
+    logs_command,
+    restart_command,
     gc_command,
     models_command,
     history_command,

@@ -35,6 +35,7 @@ def model_rows(state: StateDocument | None) -> list[dict[str, Any]]:
                 "address": address,
                 "project": attributes.get("project"),
                 "name": attributes.get("name"),
+                "title": attributes.get("title"),
                 "source": describe_source(attributes, build.attributes if build is not None else None),
                 "build": build_number,
                 "build_hash": deployed.get("build_hash"),

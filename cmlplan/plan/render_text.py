@@ -66,7 +66,7 @@ def moved_lines(plan: Plan) -> list[str]:
 def change_heading(change: ResourceChange) -> str:
     """``<address> will be <verb>[, because <reason>]``: one resource's change as a sentence."""
     reason = change.reason.sentence
-    return f"{change.address} {_VERB[change.action]}" + (f", because {reason}" if reason else "")
+    return f"{change.address}{_title(change)} {_VERB[change.action]}" + (f", because {reason}" if reason else "")
 
 
 def change_body(change: ResourceChange) -> list[str]:
@@ -82,7 +82,7 @@ def drift_body(drift: Drift) -> list[str]:
 def _change_lines(change: ResourceChange, style: Style) -> Iterator[str]:
     color = _COLOR.get(change.action, "bold")
     reason = change.reason.sentence
-    header = f"  # {change.address} {_VERB[change.action]}"
+    header = f"  # {change.address}{_title(change)} {_VERB[change.action]}"
     if reason:
         header += f", because {reason}"
     yield style(header, "bold")
@@ -103,6 +103,12 @@ def _change_lines(change: ResourceChange, style: Style) -> Iterator[str]:
             yield style(f"        ({hidden} unchanged attribute{'s' if hidden != 1 else ''} hidden)", "dim")
     for note in change.notes:
         yield f"      {style('#', 'cyan')} {note}"
+
+
+def _title(change: ResourceChange) -> str:
+    """A model's metadata.description beside its address, so people know which one it is."""
+    title = (change.after or {}).get("title") or (change.before or {}).get("title")
+    return f" ({title})" if change.kind == "model" and isinstance(title, str) else ""
 
 
 def _drift_lines(drift: Drift, style: Style) -> Iterator[str]:

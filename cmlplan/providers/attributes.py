@@ -77,6 +77,7 @@ class ModelAttributes(_Attributes):
     project: str | None = None
     name: str | None = None
     description: str | None = None
+    title: str | None = None  # metadata.description
     source: dict[str, Any] = Field(default_factory=dict)
     runtime: dict[str, Any] = Field(default_factory=dict)
     build_script: str | None = None

@@ -8,7 +8,7 @@ signature. Optional abilities (logs, exec) belong in separate protocols, not her
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,6 +95,39 @@ class Provider(Protocol):
     async def apply(self, request: ApplyRequest) -> ApplyResult: ...
 
     async def close(self) -> None: ...
+
+
+class LogRequest(Frozen):
+    """Which logs ``cmlplan logs`` wants: a deployment's replicas (and its build's), or the proxy's."""
+
+    address: str  # deployment.<project>/<model> or proxy.<name>
+    attributes: Attributes  # what state records for it
+    replica: int | None = None  # only this replica index
+    since: float | None = None  # epoch seconds: leave out what was written before
+    follow: bool = False  # keep reading what is appended, until cancelled
+
+
+class LogLine(Frozen):
+    source: str  # "build 2", "replica 0 (r.numbers.add.d1.ab12.0)", "proxy (cmlplan-proxy-0)"
+    text: str
+
+
+@runtime_checkable
+class ShowingLogs(Protocol):
+    """Optional: a provider that can show what its replicas, builds and proxy wrote (stdout, stderr)."""
+
+    def logs(self, request: LogRequest) -> AsyncIterator[LogLine]: ...
+
+
+@runtime_checkable
+class Restarting(Protocol):
+    """Optional: restart a deployment's running replicas one at a time, keeping build and deployment id.
+
+    ``request.prior`` and ``request.planned`` are both what state records; the result's attributes
+    carry the new replicas' records.
+    """
+
+    async def restart(self, request: ApplyRequest) -> ApplyResult: ...
 
 
 @runtime_checkable

@@ -22,9 +22,11 @@ DEPLOYMENT_REPLACE_PATHS = (
     "env_fingerprints",
     "cpu",
     "memory",
-    "request_timeout",
     "gpus",
 )
+# What a replica reads at start but that needs no new deployment: a change restarts each replica in
+# turn through the rollout (deployment id and build stay). request_timeout sets the watchdog.
+RESTART_PATHS = ("request_timeout",)
 PROXY_REPLACE_PATHS = ("host", "port")
 # A replica whose prediction runs this much longer than the proxy's request_timeout (which already
 # answered 504) exits, and its supervisor starts a fresh one.
@@ -34,6 +36,11 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 def prediction_timeout(planned: Attributes) -> float:
     return float(planned.get("request_timeout") or DEFAULT_REQUEST_TIMEOUT) + PREDICTION_TIMEOUT_MARGIN
+
+
+def needs_restart(prior: Attributes | None, planned: Attributes) -> bool:
+    """Whether the running replicas were started with other RESTART_PATHS values than planned."""
+    return prior is not None and any(prior.get(path) != planned.get(path) for path in RESTART_PATHS)
 
 
 def replicas_complete(current: Attributes, planned: Attributes) -> bool:

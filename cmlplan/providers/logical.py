@@ -22,8 +22,6 @@ from .base import (
     ReadResult,
 )
 
-DEFAULT_API_KEY_LIFETIME = 365 * 86400.0
-
 _COMPUTED = {
     "project": (),
     "registry": (),  # an external MLflow registry: recorded, nothing runs
@@ -39,6 +37,9 @@ class LogicalProvider:
     def __init__(self, context: ProviderContext, now: Any = None) -> None:
         self.context = context
         self._now = now or (lambda: datetime.now(UTC))
+        # a key without an expiry: the Workspace's default, capped by its maximum; a change of
+        # either only moves `expires` (in place), the key itself stays
+        self._default_lifetime = context.settings.limits.api_key_lifetime
 
     async def read(self, request: ReadRequest) -> ReadResult:
         return ReadResult(live={r.address: dict(r.attributes) for r in request.resources})
@@ -52,7 +53,7 @@ class LogicalProvider:
             if key not in planned:
                 planned[key] = current.get(key, UNKNOWN)
         if request.kind == "apikey":
-            planned["expires"] = _expiry(planned, current.get("created_at"))
+            planned["expires"] = _expiry(planned, current.get("created_at"), self._default_lifetime)
             if planned.get("value_ref") and planned.get("key_hash") not in (None, UNKNOWN):
                 planned["key_fingerprint"] = current.get("key_fingerprint", UNKNOWN)
         return PlanResult(planned=planned, computed=_COMPUTED[request.kind])
@@ -81,17 +82,17 @@ class LogicalProvider:
                 attributes["key_hash"] = hash_secret(self.context.salt, key)
                 attributes["key_fingerprint"] = fingerprint(key)
                 secrets["api_key"] = key
-            attributes["expires"] = _expiry(attributes, attributes["created_at"])
+            attributes["expires"] = _expiry(attributes, attributes["created_at"], self._default_lifetime)
         return ApplyResult(attributes=attributes, secrets=secrets)
 
     async def close(self) -> None:
         return None
 
 
-def _expiry(attributes: Attributes, created_at: str | None) -> str:
+def _expiry(attributes: Attributes, created_at: str | None, default_lifetime: float) -> str:
     if attributes.get("expires_at"):
         return str(attributes["expires_at"])
     if not created_at or created_at == UNKNOWN:
         return UNKNOWN
-    lifetime = attributes.get("expires_in") or DEFAULT_API_KEY_LIFETIME
+    lifetime = attributes.get("expires_in") or default_lifetime
     return (datetime.fromisoformat(created_at) + timedelta(seconds=float(lifetime))).isoformat(timespec="seconds")

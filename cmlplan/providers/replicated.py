@@ -64,6 +64,10 @@ class ReplicatedProvider:
             return await self.rollout.apply_proxy(request)
         raise UnsupportedError(f"{request.address}: kind {request.kind!r} is not supported by provider {self.name!r}")
 
+    async def restart(self, request: ApplyRequest) -> ApplyResult:
+        """Each running replica replaced by a fresh one of the same build, one at a time."""
+        return await self.rollout.restart(request)
+
     async def close(self) -> None:
         await self.rollout.close()
 

@@ -23,7 +23,7 @@ import aiohttp
 
 from .attributes import check
 from .base import ApplyRequest, ApplyResult, Attributes, ProviderError
-from .deployments import process_names, proxy_url, route_model, route_proxy
+from .deployments import needs_restart, process_names, proxy_url, route_model, route_proxy
 from .probes import ProbeFailed, check_example, proxy_generation, wait_healthy
 from .routing import RoutingTable, restore_model, snapshot_model
 from .runtime import LiveReplica, ReplicaRuntime, ReplicaSpec, StartedReplica, replica_token
@@ -147,6 +147,9 @@ class Rollout:
         wanted = 0 if planned.get("stopped") else int(planned["replicas"])
         keep.sort(key=lambda p: p["index"])
         surplus, keep = keep[wanted:], keep[:wanted]
+        if keep and not fresh and needs_restart(prior, planned):
+            request.progress(f"restarting {len(keep)} replica(s) one at a time for the new request_timeout")
+            keep = await self.roll(request, planned, build, keep)
         used = {p["index"] for p in keep}
         indexes = [i for i in range(wanted * 2 + len(used)) if i not in used][: wanted - len(keep)]
         token = replica_token()
@@ -175,6 +178,51 @@ class Rollout:
         processes = [{**p, **(live[p["name"]].facts if p["name"] in live else {})} for p in processes]
         request.progress(f"serving with {len(processes)} replica(s) of build {planned['build']}")
         return ApplyResult(attributes={**planned, "processes": processes})
+
+    async def roll(
+        self, request: ApplyRequest, planned: Attributes, build: Any, processes: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Replace each of ``processes`` by a fresh replica of the same index, one at a time.
+
+        Each new replica is healthy and has answered the examples before the route moves to it and
+        the old one drains, so as many replicas serve throughout and no request fails. A failure
+        removes the new replica and leaves the route on the ones already there.
+        """
+        serving = sorted(processes, key=lambda p: p["index"])
+        for old in list(serving):
+            spec = ReplicaSpec(
+                request.address, planned, build, old["index"], replica_token(), request.secrets, request.progress
+            )
+            started: list[StartedReplica] = []
+            try:
+                await self._start_all([spec], started)
+                await self._verify(request, planned, started)
+            except (ProbeFailed, ProviderError) as exc:
+                await self._remove([s.name for s in started])
+                raise ProviderError(
+                    f"{request.address}: restarting replica {old['index']}: the new one failed, the running ones"
+                    f" keep serving: {exc}"
+                ) from None
+            serving = sorted(
+                [p for p in serving if p["name"] != old["name"]] + [started[0].record], key=lambda p: p["index"]
+            )
+            await self._switch(request, planned, serving, started)
+            await self._remove([old["name"]])
+        return serving
+
+    async def restart(self, request: ApplyRequest) -> ApplyResult:
+        """``cmlplan restart``: roll every running replica of the recorded deployment."""
+        prior = request.prior or {}
+        check(request.address, "deployment", prior)
+        await self.runtime.prepare()
+        build = await self.runtime.locate_build(request.address, prior)
+        running = list(self.observed(prior, await self.live()).get("processes") or [])
+        if not running:
+            raise ProviderError(f"{request.address}: no replica is running to restart; run apply")
+        request.progress(f"restarting {len(running)} replica(s) one at a time")
+        processes = await self.roll(request, prior, build, running)
+        request.progress(f"serving with {len(processes)} restarted replica(s) of build {prior.get('build')}")
+        return ApplyResult(attributes={**prior, "processes": processes})
 
     async def undeploy(self, request: ApplyRequest) -> ApplyResult:
         prior = request.prior or {}

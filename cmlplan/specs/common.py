@@ -41,3 +41,8 @@ class Metadata(StrictModel):
     name: Name
     project: Name | None = Field(None, description="the project a Model belongs to (Model only)")
     labels: dict[str, str] = Field(default_factory=dict, description="free-form labels, kept in state")
+    description: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="a human name for a Model (CML's model name, spaces allowed), shown beside its DNS-safe address"
+        " by plan, output and models; changing it is an in-place update (Model only)",
+    )

@@ -96,6 +96,9 @@ def _resource(
         if kind != "Model" and metadata.project is not None:
             where = position(document, ["metadata", "project"], display)
             problems.append(f"{where}: {label}: metadata.project is only for Models")
+        if kind != "Model" and metadata.description is not None:
+            where = position(document, ["metadata", "description"], display)
+            problems.append(f"{where}: {label}: metadata.description is only for Models (a Project has spec.description)")
     if len(problems) > before or metadata is None or spec is None or lifecycle is None:
         return None
     return Resource(kind, metadata, spec, lifecycle, origin, base_dir, document if keep_raw else None)

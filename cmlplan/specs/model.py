@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -50,10 +51,24 @@ class Runtime(StrictModel):
     )
 
 
+DEFAULT_BUILD_SCRIPT = "cdsw-build.sh"  # CML runs it when it is at the source root
+NO_BUILD_SCRIPT = "none"
+
+
 class Build(StrictModel):
     script: str | None = Field(
-        None, description="script run in the build's environment after dependencies (CML's cdsw-build.sh)"
+        None,
+        description="script run in the build's environment after dependencies, relative to the source root;"
+        " default: cdsw-build.sh when the source root has one (as in CML); none: run no script",
     )
+
+    def script_in(self, files: Container[str]) -> str | None:
+        """The script a build runs given the source root's ``files``: named, cdsw-build.sh, or none."""
+        if self.script == NO_BUILD_SCRIPT:
+            return None
+        if self.script is None:
+            return DEFAULT_BUILD_SCRIPT if DEFAULT_BUILD_SCRIPT in files else None
+        return self.script
 
 
 class Example(StrictModel):

@@ -48,6 +48,15 @@ class Limits(StrictModel):
     api_key_max_expiry: Duration = Field(
         365 * 86400, gt=0, description="longest expiry an ApiKey may ask for (default one year)"
     )
+    api_key_default_expiry: Duration = Field(
+        365 * 86400, gt=0,
+        description="expiry of an ApiKey that sets none (default one year), capped by api_key_max_expiry",
+    )
+
+    @property
+    def api_key_lifetime(self) -> float:
+        """What a key without an expiry lives: the default, never past the maximum (as in CML)."""
+        return float(min(self.api_key_default_expiry, self.api_key_max_expiry))
 
 
 class DockerSettings(StrictModel):

@@ -193,6 +193,29 @@ def test_output_and_raw_keys(ws: str, tmp_path: Path) -> None:
     assert cmlplan("output", "-C", ws, "-raw").code == 1
 
 
+def test_model_description_in_output_models_and_plan(ws: str) -> None:
+    spec = Path(ws) / "cmlplan.yaml"
+    old = "metadata: {name: add, project: numbers}"
+    spec.write_text(spec.read_text().replace(old, "metadata: {name: add, project: numbers, description: Adds Two Numbers}"))
+    plan = cmlplan("plan", "-C", ws)
+    assert "# model.numbers/add (Adds Two Numbers) will be created" in plan.out, plan.out
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    output = cmlplan("output", "-C", ws)
+    assert f"{MODEL}  # Adds Two Numbers\n" in output.out, output.out
+    assert json.loads(cmlplan("output", "-C", ws, "--json").out)["models"][0]["title"] == "Adds Two Numbers"
+    models = cmlplan("models", "-C", ws)
+    assert "numbers/add (Adds Two Numbers)" in models.out, models.out
+    assert json.loads(cmlplan("models", "-C", ws, "--json").out)["models"][0]["title"] == "Adds Two Numbers"
+
+
+def test_model_description_is_only_for_models(ws: str) -> None:
+    spec = Path(ws) / "cmlplan.yaml"
+    spec.write_text(spec.read_text().replace("metadata: {name: numbers}", "metadata: {name: numbers, description: x}"))
+    result = cmlplan("validate", "-C", ws)
+    assert result.code == 1 and "metadata.description is only for Models" in result.err, result
+    assert "Traceback" not in result.err
+
+
 def test_show_state_and_json(ws: str) -> None:
     assert "No state" in cmlplan("show", "-C", ws).out
     assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
@@ -238,3 +261,15 @@ def test_failed_apply_exits_1_and_reports(ws: str, fake) -> None:  # type: ignor
     assert "Error: build.numbers/add#1: build.numbers/add#1: injected failure" in result.err
     assert "Skipped deployment.numbers/add: it depends on build.numbers/add#1, which failed" in result.err
     assert "Apply incomplete" in result.out
+
+
+def test_restart_and_logs_need_a_provider_that_can(ws: str) -> None:
+    before = cmlplan("restart", "-C", ws, MODEL)
+    assert before.code == 1 and "no state yet" in before.err
+    assert cmlplan("apply", "-C", ws, "-auto-approve").code == 0
+    for words in (["restart", MODEL], ["logs", MODEL]):
+        result = cmlplan(*words, "-C", ws)
+        assert result.code == 1 and "provider cannot" in result.err and "Traceback" not in result.err, result
+    wrong = cmlplan("restart", "-C", ws, "project.numbers")
+    assert wrong.code == 1 and "restart takes a model or deployment address" in wrong.err
+    assert cmlplan("logs", "-C", ws, MODEL, "--since", "10x").code == 1

@@ -94,6 +94,38 @@ def test_replicas_change_is_an_update_in_place(engine) -> None:  # type: ignore[
     assert (change.before["replicas"], change.after["replicas"]) == (2, 3)
 
 
+def test_request_timeout_change_updates_proxy_and_deployments_in_place(engine, fake: FakeProvider) -> None:  # type: ignore[no-untyped-def]
+    engine.apply()
+    deployment_id = fake.world[DEPLOYMENT]["deployment_id"]
+    edit(engine.directory, "request_timeout: 30s", "request_timeout: 45s")
+    run = engine.plan()
+    assert actions(run) == {"proxy.default": "update", DEPLOYMENT: "update"}
+    change = run.plan.change_for(DEPLOYMENT)
+    assert change.replace_paths == ()
+    assert (change.before["request_timeout"], change.after["request_timeout"]) == (30, 45)
+    _, report = engine.apply()
+    assert report.ok
+    assert fake.world[DEPLOYMENT]["deployment_id"] == deployment_id
+    assert fake.world[DEPLOYMENT]["request_timeout"] == 45
+    assert not engine.plan().plan.has_changes
+
+
+def test_model_description_is_shown_and_an_in_place_update(engine) -> None:  # type: ignore[no-untyped-def]
+    from cmlplan.plan import render_text
+
+    engine.apply()
+    edit(engine.directory, "metadata: {name: add, project: numbers}",
+         "metadata: {name: add, project: numbers, description: Adds Two Numbers}")
+    run = engine.plan()
+    assert actions(run) == {MODEL: "update"}  # never the build or the deployment
+    assert run.plan.change_for(MODEL).after["title"] == "Adds Two Numbers"
+    text = render_text(run.plan)
+    assert "# model.numbers/add (Adds Two Numbers) will be updated in place" in text
+    assert engine.apply()[1].ok
+    edit(engine.directory, "description: Adds Two Numbers}", "description: Sums}")
+    assert actions(engine.plan()) == {MODEL: "update"}
+
+
 def _remove_model(folder: Path) -> None:
     path = folder / SPEC
     text = path.read_text()
@@ -195,3 +227,34 @@ def test_ignore_changes_also_ignores_drift_of_that_path(engine, fake: FakeProvid
     run = engine.plan()
     assert actions(run) == {}
     assert run.plan.drift == ()  # ignored, so not drift either (as -refresh-only)
+
+
+def test_cdsw_build_sh_at_the_source_root_is_the_build_script(engine) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    engine.apply()
+    script = engine.directory / "cdsw-build.sh"
+    script.write_text("echo building\n")
+    run = engine.plan()
+    assert actions(run) == {"build.numbers/add#2": "create", DEPLOYMENT: "create-then-delete"}
+    build = run.plan.change_for("build.numbers/add#2")
+    assert build.after["build_script"] == "cdsw-build.sh"
+    digest = hashlib.sha256(b"echo building\n").hexdigest()[:12]
+    assert f"runs build script cdsw-build.sh (sha256 {digest})" in build.notes
+    engine.apply()
+    script.write_text("echo building again\n")  # an edit is a new build
+    assert "build.numbers/add#3" in actions(engine.plan())
+    edit(engine.directory, "authentication: false", "authentication: false\n  build: {script: none}")
+    run = engine.plan()
+    after = run.plan.change_for("build.numbers/add#3").after
+    assert after["build_script"] is None and not [n for n in run.plan.change_for("build.numbers/add#3").notes if "runs" in n]
+
+
+def test_a_named_build_script_wins_over_cdsw_build_sh(engine) -> None:  # type: ignore[no-untyped-def]
+    (engine.directory / "cdsw-build.sh").write_text("echo default\n")
+    (engine.directory / "setup.sh").write_text("echo mine\n")
+    edit(engine.directory, "authentication: false", "authentication: false\n  build: {script: setup.sh}")
+    assert engine.plan().plan.change_for("build.numbers/add#1").after["build_script"] == "setup.sh"
+    edit(engine.directory, "build: {script: setup.sh}", "build: {script: missing.sh}")
+    with pytest.raises(Exception, match="build.script 'missing.sh' is not in the source folder"):
+        engine.plan()

@@ -36,6 +36,8 @@ def add_model(b: Builder, resource: Resource) -> None:
         "authentication": spec.authentication,
         "examples": [e.model_dump(mode="json") for e in spec.examples],
     }
+    if resource.metadata.description is not None:  # for people, never in the address; absent when unset
+        model_attributes["title"] = resource.metadata.description
     if spec.lineage.training_data:
         model_attributes["lineage"] = {"training_data": training_data(resource)}
     deps: tuple[str, ...] = (f"project.{resource.metadata.project}",)
@@ -103,10 +105,11 @@ def _build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, An
                 f"{where}: runtime.requirements {spec.runtime.requirements!r} is not in the source folder {root}"
             )
         requirements_text = (root / spec.runtime.requirements).read_text(encoding="utf-8", errors="replace")
-    if spec.build.script and spec.build.script not in manifest:
-        raise SourceMissingError(f"{where}: build.script {spec.build.script!r} is not in the source folder {root}")
+    script = spec.build.script_in(manifest)  # cdsw-build.sh at the root runs unless named otherwise or none
+    if script and script not in manifest:
+        raise SourceMissingError(f"{where}: build.script {script!r} is not in the source folder {root}")
     requirements = parse_requirements(requirements_text)
-    digest = build_hash(manifest, spec.source.function or "", spec.runtime.python, requirements, spec.build.script)
+    digest = build_hash(manifest, spec.source.function or "", spec.runtime.python, requirements, script)
     attributes = {
         "model": address,
         "hash": digest,
@@ -116,7 +119,7 @@ def _build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, An
         "python": spec.runtime.python,
         "requirements_file": spec.runtime.requirements,
         "requirements": requirements,
-        "build_script": spec.build.script,
+        "build_script": script,
         "manifest": {path: {"sha256": e.sha256, "size": e.size, "lines": e.lines} for path, e in manifest.items()},
     }
     return choose_build(b, resource, name, digest, attributes, build_notes)

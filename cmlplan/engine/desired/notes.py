@@ -9,7 +9,7 @@ def build_notes(previous: dict[str, Any] | None, current: dict[str, Any]) -> lis
     """What a new build changes against the previous one, in words a reviewer reads."""
     if previous is None:
         files = current.get("manifest", {})
-        return [f"first build: {len(files)} file{'s' if len(files) != 1 else ''}"]
+        return [f"first build: {len(files)} file{'s' if len(files) != 1 else ''}", *_script_note(current)]
     notes: list[str] = []
     before, after = previous.get("manifest", {}), current.get("manifest", {})
     parts = []
@@ -40,7 +40,16 @@ def build_notes(previous: dict[str, Any] | None, current: dict[str, Any]) -> lis
     for key, label in (("function", "function"), ("file", "file"), ("python", "python"), ("build_script", "build script")):
         if previous.get(key) != current.get(key):
             notes.append(f"{label}: {previous.get(key)} -> {current.get(key)}")
-    return notes
+    return notes + _script_note(current)
+
+
+def _script_note(current: dict[str, Any]) -> list[str]:
+    """That the build runs a script, and which content (its sha256), so a reviewer sees it will run."""
+    script = current.get("build_script")
+    if not script:
+        return []
+    entry = current.get("manifest", {}).get(script) or {}
+    return [f"runs build script {script} (sha256 {str(entry.get('sha256', '?'))[:12]})"]
 
 
 def _lines(entry: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ past it is OOM-killed and restarted by its on-failure policy), ``cpu`` is ``nano
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import docker
@@ -24,6 +25,8 @@ from ..base import (
     ApplyRequest,
     ApplyResult,
     Attributes,
+    LogLine,
+    LogRequest,
     PlanRequest,
     PlanResult,
     ProviderContext,
@@ -37,6 +40,8 @@ from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from . import containers as ct
+from .logs import read_logs as read_container_logs
+from .logs import select
 from .runtime import DockerRuntime
 
 
@@ -77,6 +82,16 @@ class DockerProvider(ReplicatedProvider):
         return await super().plan(request)
 
     # -- optional abilities -----------------------------------------------------------------------
+
+    def logs(self, request: LogRequest) -> AsyncIterator[LogLine]:
+        """The output of the deployment's replica containers (or the proxy's), through the engine."""
+        return self._logs(request)
+
+    async def _logs(self, request: LogRequest) -> AsyncIterator[LogLine]:
+        client = await self.runtime.client()
+        states = select(await self.runtime.containers(), request)
+        async for line in read_container_logs(client, states, request):
+            yield line
 
     async def collect_garbage(self, keep: set[str]) -> list[str]:
         """Remove this workspace's build images (and contexts) whose build address is not in ``keep``."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..attributes import check
@@ -14,6 +15,8 @@ from ..base import (
     ApplyRequest,
     ApplyResult,
     Attributes,
+    LogLine,
+    LogRequest,
     PlanRequest,
     PlanResult,
     ProviderContext,
@@ -26,6 +29,7 @@ from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from .builds import BuildFailed, BuildRequest, LocalBuilder
+from .logs import read_logs
 from .mlflow_server import MlflowServers
 from .runtime import SupervisorRuntime
 
@@ -80,6 +84,10 @@ class LocalProvider(ReplicatedProvider):
         return await super().apply(request)
 
     # -- optional abilities -----------------------------------------------------------------------
+
+    def logs(self, request: LogRequest) -> AsyncIterator[LogLine]:
+        """supervisord's log files of the deployment's replicas (also replaced ones), its build's log."""
+        return read_logs(self.root, request)
 
     async def collect_garbage(self, keep: set[str]) -> list[str]:
         """Remove build folders whose address is not in ``keep``, then venvs no build uses."""
