@@ -10,7 +10,7 @@ from typing import Protocol
 
 from .errors import ProxyError
 from .pool import Pool
-from .upstream import Retry, Upstream
+from .upstream import Answer, Retry, Upstream
 
 
 class Call(Protocol):
@@ -21,7 +21,7 @@ class Call(Protocol):
 
 async def forward(
     upstream: Upstream, pool: Pool, body: bytes, busy_timeout: float, request_timeout: float, call: Call
-) -> tuple[int, bytes]:
+) -> Answer:
     deadline = monotonic() + busy_timeout
     retrying = False
     while True:

@@ -18,6 +18,7 @@ from .handler import Handler
 from .hub import Hub, connection_cap, raise_fd_limit
 from .live_routes import LiveRoutes
 from .metrics import ProxyMetrics
+from .recorder import Recorder
 from .upstream import Upstream
 
 GRACEFUL_SHUTDOWN_SECONDS = 35
@@ -37,13 +38,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(routes: LiveRoutes, sock: socket.socket) -> None:
+def run(routes: LiveRoutes, sock: socket.socket, recorder: Recorder | None = None) -> None:
     cap = connection_cap(raise_fd_limit())
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(routes, sock, cap))
+    recorder = recorder or Recorder(None)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(routes, sock, cap, recorder))
+    finally:
+        recorder.stop()
 
 
-async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int) -> None:
+async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Recorder) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, routes.reload)
@@ -51,7 +56,7 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     routes.reload_if_changed()
     metrics = ProxyMetrics(routes.busy_by_model, lambda: routes.table.generation)
-    handler = Handler(routes, Upstream(), metrics)
+    handler = Handler(routes, Upstream(), metrics, recorder)
     hub = Hub(routes, handler, cap)
     metrics.connections_source = hub.__len__
     server = await loop.create_server(lambda: Connection(hub), sock=sock, backlog=BACKLOG)
