@@ -94,7 +94,7 @@ def replica(work: Path, function: str, index: int, procs: list[subprocess.Popen[
     return {"id": rid, "url": url}
 
 
-def routes(work: Path, replicas: dict[str, list[dict[str, str]]], store: Path) -> Path:
+def routes(work: Path, replicas: dict[str, list[dict[str, str]]], store: Path | None) -> Path:
     models = {
         key_hash(f"ak-{name}"): {"address": f"{MODEL_ADDRESS}-{name}", "project": "churn", "name": name,
                                  "authentication": False, "deployment_id": 1, "replicas": members}
@@ -102,7 +102,8 @@ def routes(work: Path, replicas: dict[str, list[dict[str, str]]], store: Path) -
     }  # fmt: skip
     document = {
         "version": 1, "generation": 1, "salt": SALT, "models": models,
-        "proxy": {"busy_timeout": 30, "request_timeout": 30, "metrics_store": {"url": f"sqlite:{store}"}},
+        "proxy": {"busy_timeout": 30, "request_timeout": 30,
+                  **({"metrics_store": {"url": f"sqlite:{store}"}} if store else {})},
         "api_keys": {key_hash("api-bench"): {"name": "bench", "user": "alice"}},
         "projects": {"churn": {"alice": "viewer"}},
     }  # fmt: skip
@@ -138,7 +139,8 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         members = {name: [replica(work, name, i, procs) for i in range(2)] for name in ("plain", "tracked")}
         store = work / "tracking.db"
         port = free_port()
-        proxy = start(["-m", "cmlplan.serving.proxy", "--routes", str(routes(work, members, store)),
+        table = routes(work, members, None if args.no_store else store)
+        proxy = start(["-m", "cmlplan.serving.proxy", "--routes", str(table),
                        "--port", str(port)], work / "proxy.log")  # fmt: skip
         procs.append(proxy)
         base = f"http://127.0.0.1:{port}"
@@ -152,7 +154,7 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
                 totals[name][1] += failed
         seconds = args.rounds * args.duration
         rps = {name: ok / seconds for name, (ok, _f) in totals.items()}
-        stored = open_store(f"sqlite:{store}").execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        stored = 0 if args.no_store else open_store(f"sqlite:{store}").execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         print(f"throughput, concurrency {args.concurrency}, {args.rounds} x {args.duration:g}s each:")
         for name in ("plain", "tracked"):
             print(f"  {name:8s} {rps[name]:8.0f} req/s  (non-200: {totals[name][1]})")
@@ -230,6 +232,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--reads", type=int, default=5)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--no-store", action="store_true", help="no store: the replica-side cost of tracking alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cmlplan-bench-metrics-") as tmp:
         work = Path(tmp)

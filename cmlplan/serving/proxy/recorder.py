@@ -92,7 +92,7 @@ class Recorder:
             log.warning("%s: a replica sent tracked metrics that are not {uuid, metrics}", route.address)
             return _error_line("the replica sent tracked metrics the proxy cannot read")
         try:
-            await self.write(lambda store: store.insert_predictions([row]))
+            await self.write(row)
         except StoreError as exc:
             return _error_line(str(exc))
         return b""

@@ -18,14 +18,14 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from .backend import Store, StoreError
-from .records import UnknownPrediction, WrongProject
+from .records import PredictionRow, UnknownPrediction, WrongProject
 
 log = logging.getLogger("cmlplan.proxy")
 
 MAX_BATCH = 1024
 Operation = Callable[[Store], Any]
 _REFUSALS = (UnknownPrediction, WrongProject, ValueError)
-_Item = tuple[Operation, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+_Item = tuple[Operation | PredictionRow, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
 class StoreWriter:
@@ -45,7 +45,8 @@ class StoreWriter:
         if self._startup_error is not None:
             raise self._startup_error
 
-    async def submit(self, operation: Operation) -> Any:
+    async def submit(self, operation: Operation | PredictionRow) -> Any:
+        """Run operation(store) in the next batch; a PredictionRow is inserted with its batch's others."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put((operation, loop, future))
@@ -91,7 +92,13 @@ class StoreWriter:
     def _write(self, store: Store, batch: list[_Item]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
         try:
+            rows = [item[0] for item in batch if isinstance(item[0], PredictionRow)]
+            if rows:  # one executemany for the batch's predictions, before what may refer to them
+                store.insert_predictions(rows)  # type: ignore[arg-type]
             for operation, _loop, _future in batch:
+                if isinstance(operation, PredictionRow):
+                    results.append((None, None))
+                    continue
                 try:
                     results.append((operation(store), None))
                 except _REFUSALS as exc:
