@@ -17,6 +17,7 @@ class Call(Protocol):
     """The request being forwarded: ``at_replica`` tells its connection it may no longer be dropped."""
 
     at_replica: bool
+    replica: str
 
 
 async def forward(
@@ -30,6 +31,7 @@ async def forward(
         if replica is None:
             raise _no_replica(pool, busy_timeout)
         call.at_replica = True
+        call.replica = replica.id
         try:
             reply = await upstream.predict(replica, body, pool.address, request_timeout)
         except Retry as retry:

@@ -21,6 +21,7 @@ from .metrics import CONTENT_TYPE, UNKNOWN_MODEL, ProxyMetrics
 from .metrics_api import PATHS as METRICS_API_PATHS
 from .metrics_api import answer as metrics_api_answer
 from .recorder import Recorder
+from .technical import TechnicalMetrics
 from .upstream import Upstream
 from .wire import parse_call
 
@@ -42,6 +43,7 @@ class Handler:
         self.upstream = upstream
         self.metrics = metrics
         self.recorder = recorder or Recorder(None)
+        self.technical = TechnicalMetrics(self.recorder)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def handle(self, conn: Connection, request: Request) -> None:
@@ -88,6 +90,7 @@ class Handler:
         started = monotonic()
         table = self.routes.table  # one snapshot for the whole request
         address = UNKNOWN_MODEL
+        model = None
         close = False
         extra = b""
         try:
@@ -119,6 +122,8 @@ class Handler:
             status, reply, close = INTERNAL, INTERNAL_BODY, True
         conn.respond(request, status, reply, close=close, extra=extra)
         self.metrics.record(address, status, started)
+        if model is not None:
+            self.technical.record(model, request.replica, status, monotonic() - started, request.size, len(reply))
 
     async def shut_down(self) -> None:
         """Wait for predictions still running (their connections were asked to close after them)."""

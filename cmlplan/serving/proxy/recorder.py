@@ -97,6 +97,10 @@ class Recorder:
             return _error_line(str(exc))
         return b""
 
+    @property
+    def writable(self) -> bool:
+        return self._writer is not None
+
     async def write(self, operation: Any) -> Any:
         if self._writer is None:
             raise StoreError(self.error or "the metrics store is not open")

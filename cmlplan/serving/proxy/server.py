@@ -62,6 +62,11 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Re
     routes.reload_if_changed()
     metrics = ProxyMetrics(routes.busy_by_model, lambda: routes.table.generation)
     handler = Handler(routes, Upstream(), metrics, recorder)
+    technical = handler.technical
+    technical.flush_seconds = routes.table.technical_flush_seconds
+    technical.retention_ms = int(routes.table.metrics_retention_days * 86_400_000)
+    metrics.registry.register(technical)
+    technical.start()
     hub = Hub(routes, handler, cap)
     metrics.connections_source = hub.__len__
     server = await loop.create_server(lambda: Connection(hub), sock=sock, backlog=BACKLOG)
@@ -72,5 +77,6 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Re
     server.close()
     await hub.shut_down(GRACEFUL_SHUTDOWN_SECONDS)
     await handler.shut_down()
+    await technical.stop()  # the last counts reach the store before the writer stops
     for pool in routes.table.pools():
         pool.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 from .records import PredictionRow, UnknownPrediction, WrongProject
 from .schema import MIGRATIONS
+from .technical import HOUR_MS, MINUTE_MS, Bucket
 
 SQLITE_PREFIX = "sqlite:"
 BUSY_TIMEOUT_MS = 5000
@@ -162,6 +163,74 @@ class Store:
             (aggregate_id, project, model, deployment, build, start_ms, end_ms, _dumps(metrics)),
         )
 
+    def put_technical(self, proxy: str, buckets: list[Bucket], resolution_ms: int = MINUTE_MS) -> None:
+        """Write this proxy's counts of these cells, replacing what it wrote for them before."""
+        self.executemany(
+            "INSERT INTO technical (model, project, replica, proxy, resolution_ms, bucket_ms, requests, "
+            "failures, request_bytes, response_bytes, total_seconds, histogram) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (model, replica, proxy, resolution_ms, bucket_ms) DO UPDATE SET "
+            "requests = excluded.requests, failures = excluded.failures, "
+            "request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes, "
+            "total_seconds = excluded.total_seconds, histogram = excluded.histogram",
+            [_technical_row(proxy, b, resolution_ms) for b in buckets],
+        )
+
+    def read_technical(
+        self, model: str, since_ms: int, until_ms: int, replica: str | None = None
+    ) -> list[tuple[int, Bucket]]:
+        """(resolution_ms, bucket) per replica and cell in [since, until), every proxy summed, in time order."""
+        where = "model = ? AND bucket_ms >= ? AND bucket_ms < ?"
+        params: list[Any] = [model, since_ms, until_ms]
+        if replica is not None:
+            where += " AND replica = ?"
+            params.append(replica)
+        rows = self.execute(
+            "SELECT resolution_ms, model, project, replica, bucket_ms, requests, failures, request_bytes, "
+            f"response_bytes, total_seconds, histogram FROM technical WHERE {where}",
+            params,
+        ).fetchall()
+        cells: dict[tuple[int, str, int], Bucket] = {}
+        for resolution, *fields in rows:
+            bucket = _bucket(fields)
+            key = (resolution, bucket.replica, bucket.bucket_ms)
+            if key in cells:
+                cells[key].merge(bucket)
+            else:
+                cells[key] = bucket
+        return [(key[0], cells[key]) for key in sorted(cells, key=lambda k: (k[2], k[1]))]
+
+    def roll_up(self, before_ms: int) -> int:
+        """Fold minute cells older than before_ms into hour cells; returns the minute rows folded."""
+        rows = self.execute(
+            "SELECT proxy, model, project, replica, bucket_ms, requests, failures, request_bytes, "
+            "response_bytes, total_seconds, histogram FROM technical WHERE resolution_ms = ? AND bucket_ms < ?",
+            (MINUTE_MS, before_ms),
+        ).fetchall()
+        if not rows:
+            return 0
+        hours: dict[tuple[str, str, str, int], Bucket] = {}
+        for proxy, *fields in rows:
+            minute = _bucket(fields)
+            hour = minute.bucket_ms - minute.bucket_ms % HOUR_MS
+            key = (proxy, minute.model, minute.replica, hour)
+            if key not in hours:
+                existing = self.execute(
+                    "SELECT model, project, replica, bucket_ms, requests, failures, request_bytes, "
+                    "response_bytes, total_seconds, histogram FROM technical "
+                    "WHERE proxy = ? AND model = ? AND replica = ? AND resolution_ms = ? AND bucket_ms = ?",
+                    (proxy, minute.model, minute.replica, HOUR_MS, hour),
+                ).fetchone()
+                hours[key] = _bucket(existing) if existing else Bucket(minute.model, minute.project, minute.replica, hour)
+            hours[key].merge(minute)
+        by_proxy: dict[str, list[Bucket]] = {}
+        for (proxy, *_rest), bucket in hours.items():
+            by_proxy.setdefault(proxy, []).append(bucket)
+        for proxy, buckets in by_proxy.items():
+            self.put_technical(proxy, buckets, HOUR_MS)
+        self.execute("DELETE FROM technical WHERE resolution_ms = ? AND bucket_ms < ?", (MINUTE_MS, before_ms))
+        return len(rows)
+
     # ------------------------------------------------------------ reads
 
     def read(
@@ -210,6 +279,19 @@ def _entry(
         "endTimeStampMs": end,
         "metrics": json.loads(metrics),
     }
+
+
+def _technical_row(proxy: str, b: Bucket, resolution_ms: int) -> tuple[Any, ...]:
+    histogram = _dumps({str(k): v for k, v in sorted(b.histogram.items())})
+    return (b.model, b.project, b.replica, proxy, resolution_ms, b.bucket_ms, b.requests, b.failures,
+            b.request_bytes, b.response_bytes, b.total_seconds, histogram)  # fmt: skip
+
+
+def _bucket(fields: Any) -> Bucket:
+    model, project, replica, bucket_ms, requests, failures, req, resp, total, histogram = fields
+    bins = {int(k): int(v) for k, v in json.loads(histogram).items()}
+    return Bucket(model, project, replica, int(bucket_ms), int(requests), int(failures), int(req), int(resp),
+                  float(total), bins)  # fmt: skip
 
 
 def _dumps(value: Any) -> str:

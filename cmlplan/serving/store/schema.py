@@ -33,6 +33,28 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX aggregates_model_end ON aggregates (model, end_ms)",
         ],
     ),
+    (
+        2,
+        [
+            # one row per proxy process per cell: each proxy rewrites its own counts, reads sum them
+            """CREATE TABLE technical (
+                model TEXT NOT NULL,
+                project TEXT NOT NULL,
+                replica TEXT NOT NULL,
+                proxy TEXT NOT NULL,
+                resolution_ms BIGINT NOT NULL,
+                bucket_ms BIGINT NOT NULL,
+                requests BIGINT NOT NULL,
+                failures BIGINT NOT NULL,
+                request_bytes BIGINT NOT NULL,
+                response_bytes BIGINT NOT NULL,
+                total_seconds DOUBLE PRECISION NOT NULL,
+                histogram TEXT NOT NULL,
+                PRIMARY KEY (model, replica, proxy, resolution_ms, bucket_ms)
+            )""",
+            "CREATE INDEX technical_model_time ON technical (model, bucket_ms)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
