@@ -12,6 +12,7 @@ from .apply_cmd import apply_command, destroy_command
 from .call_cmd import call_command
 from .gc_cmd import gc_command
 from .inspect_cmd import output_command, show_command
+from .metrics_cmd import metrics_command
 from .plan_cmd import plan_command
 from .spec_cmd import schema_command, validate_command
 from .state_cmd import force_unlock_command, state_group
@@ -41,6 +42,7 @@ for command in (
     show_command,
     output_command,
     call_command,
+    metrics_command,
     gc_command,
     schema_command,
     force_unlock_command,

@@ -20,6 +20,7 @@ from .live_routes import LiveRoutes
 from .metrics import CONTENT_TYPE, UNKNOWN_MODEL, ProxyMetrics
 from .metrics_api import PATHS as METRICS_API_PATHS
 from .metrics_api import answer as metrics_api_answer
+from .monitoring import PAGE as MONITORING_PAGE
 from .recorder import Recorder
 from .technical import TechnicalMetrics
 from .upstream import Upstream
@@ -32,6 +33,13 @@ log = logging.getLogger("cmlplan.proxy")
 
 _ROUTES = {b"/model": b"POST", b"/healthz": b"GET", b"/metrics": b"GET"}
 _ROUTES.update(dict.fromkeys(METRICS_API_PATHS, b"POST"))
+_ROUTES[b"/monitoring"] = b"GET"
+_HTML = b"text/html; charset=utf-8"
+# the page runs only its own inline script and talks only to this proxy
+_PAGE_HEADERS = (
+    b"content-security-policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    b"connect-src 'self'; img-src 'self'\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\n"
+)
 CLIENT_GONE = 499  # nginx's code for a client that closed before its answer; metrics only
 
 
@@ -59,6 +67,8 @@ class Handler:
             self._start(request, self._call_model(conn, request, query))
         elif path in METRICS_API_PATHS:
             self._start(request, self._metrics_api(conn, request, path))
+        elif path == b"/monitoring":
+            conn.respond(request, 200, MONITORING_PAGE, content_type=_HTML, extra=_PAGE_HEADERS)
         elif path == b"/healthz":
             conn.respond(request, 200, encode({"status": "ok", "generation": self.routes.table.generation}))
         else:

@@ -18,7 +18,7 @@ from .recorder import Recorder
 from .routes import ModelRoute, RoutingTable
 
 WRITERS = frozenset({"editor", "owner"})
-PATHS = (b"/metrics/delayed", b"/metrics/aggregate", b"/metrics/read")
+PATHS = (b"/metrics/delayed", b"/metrics/aggregate", b"/metrics/read", b"/metrics/technical")
 
 
 async def answer(
@@ -29,7 +29,9 @@ async def answer(
         user = _user(table, authorization)
         query = _object(body)
         if path == b"/metrics/read":
-            return 200, encode({"metrics": await _read(table, recorder, user, query)})
+            return 200, await _read(table, recorder, user, query)
+        if path == b"/metrics/technical":
+            return 200, encode({"cells": await _technical(table, recorder, user, query)})
         if path == b"/metrics/delayed":
             await _delayed(table, recorder, user, query)
         else:
@@ -158,3 +160,21 @@ async def _aggregate(table: RoutingTable, recorder: Recorder, user: str, query: 
     key = (route.project, route.address, route.deployment, route.build)
     aggregate_id = recorder.new_id()
     await recorder.write(lambda store: store.add_aggregate(aggregate_id, key, start, end, metrics))
+
+
+async def _technical(table: RoutingTable, recorder: Recorder, user: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Technical cells of one model (per replica, every proxy summed) in [start, end)."""
+    route = _route(table, query, "model", "deployment")
+    _require_role(table, route.project, user, write=False)
+    start, end = _window(query, required=True)
+    replica = query.get("replica")
+    if replica is not None and not isinstance(replica, str):
+        raise ProxyError(400, "request.invalid", "replica must be a string")
+    assert start is not None and end is not None
+    address = route.address
+    return await recorder.read_with(
+        lambda store: [
+            bucket.summary(resolution)
+            for resolution, bucket in store.read_technical(address, start, end, replica)
+        ]
+    )

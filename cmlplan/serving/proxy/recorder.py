@@ -7,7 +7,6 @@ still serves predictions; every metrics write and read answers the reason instea
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ from typing import Any
 from ..store import PredictionRow, Store, StoreError, open_store
 from ..store.backend import describe
 from ..store.writer import StoreWriter
-from .codec import decode
+from .codec import decode, encode
 from .routes import ModelRoute, RoutingTable
 
 log = logging.getLogger("cmlplan.proxy")
@@ -106,29 +105,45 @@ class Recorder:
             raise StoreError(self.error or "the metrics store is not open")
         return await self._writer.submit(operation)
 
-    async def read(self, **query: Any) -> list[dict[str, Any]]:
+    async def read(self, **query: Any) -> bytes:
+        """The read_metrics answer as JSON bytes, read on the reader thread."""
         reader = self._reader
         if reader is None:
             raise StoreError(self.error or "the metrics store is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reads, lambda: _read(reader, query))
 
+    async def read_with(self, query: Any) -> Any:
+        """query(store) on the reader thread."""
+        reader = self._reader
+        if reader is None:
+            raise StoreError(self.error or "the metrics store is not open")
+
+        def run() -> Any:
+            try:
+                return query(reader)
+            finally:
+                reader.rollback()
+
+        return await asyncio.get_running_loop().run_in_executor(self._reads, run)
+
     @staticmethod
     def new_id() -> str:
         return str(uuid.uuid4())
 
 
-def _read(reader: Store, query: dict[str, Any]) -> list[dict[str, Any]]:
+def _read(reader: Store, query: dict[str, Any]) -> bytes:
     try:
-        return reader.read(**query)
+        return reader.read_json(**query)
     finally:
         reader.rollback()  # end the read transaction so the next read sees new commits
 
 
 def _compact(metrics: Any) -> str:
+    """The metrics as the store keeps them: compact JSON, re-encoded so nothing but JSON is stored."""
     if not isinstance(metrics, dict):
         raise TypeError("metrics must be an object")
-    return json.dumps(metrics, separators=(",", ":"), allow_nan=False)
+    return encode(metrics).decode()
 
 
 def _error_line(message: str) -> bytes:

@@ -233,6 +233,43 @@ class Store:
 
     # ------------------------------------------------------------ reads
 
+    def read_json(
+        self,
+        *,
+        model: str | None,
+        deployment: str | None,
+        build: str | None,
+        start_ms: int | None,
+        end_ms: int | None,
+    ) -> bytes:
+        """``{"metrics": [...]}`` as bytes: what read_metrics answers, the same entries as ``read``.
+
+        The database writes each prediction's entry itself, stored metrics text spliced in
+        unparsed: parsing and re-encoding 40,000 metrics dicts in Python would be most of the time,
+        and the stored text is JSON the proxy encoded before writing it.
+        """
+        filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
+        quote = "json_quote" if self.dialect == "sqlite" else "to_json"
+        cast = "" if self.dialect == "sqlite" else "::text"
+
+        def q(column: str) -> str:
+            return f"{quote}({column}){cast}"
+
+        entry = (
+            f"""'{{"modelDeploymentCrn":' || {q("deployment")} || ',"modelBuildCrn":' || {q("build")} """
+            f"""|| ',"modelCrn":' || {q("model")} || ',"predictionUuid":' || {q("uuid")} """
+            """|| ',"startTimeStampMs":' || ts_ms || ',"endTimeStampMs":' || ts_ms """
+            """|| ',"metrics":' || metrics || '}'"""
+        )
+        rows = self.execute(
+            f"SELECT {entry} FROM predictions WHERE {filters} AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms",
+            (*params, low, high),
+        ).fetchall()
+        parts = [row[0] for row in rows]
+        for m, d, b, s0, s1, metrics in self._aggregates(filters, params, low, high):
+            parts.append(json.dumps(_entry(m, d, b, None, s0, s1, "{}"))[:-3] + metrics + "}")
+        return ('{"metrics":[' + ",".join(parts) + "]}").encode()
+
     def read(
         self,
         *,
@@ -242,29 +279,36 @@ class Store:
         start_ms: int | None,
         end_ms: int | None,
     ) -> list[dict[str, Any]]:
-        """Predictions stamped inside [start_ms, end_ms] and aggregates overlapping it, in time order."""
-        where, params = [], []
-        for column, value in (("model", model), ("deployment", deployment), ("build", build)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        low = 0 if start_ms is None else start_ms
-        high = 2**62 if end_ms is None else end_ms
-        filters = " AND ".join(where) if where else "1 = 1"
+        """Predictions stamped inside [start_ms, end_ms] in time order, then the aggregates overlapping it."""
+        filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
         predictions = self.execute(
             "SELECT uuid, model, deployment, build, ts_ms, metrics FROM predictions "
             f"WHERE {filters} AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms",
             (*params, low, high),
         ).fetchall()
-        aggregates = self.execute(
+        result = [_entry(m, d, b, u, t, t, s) for u, m, d, b, t, s in predictions]
+        result.extend(_entry(m, d, b, None, s0, s1, s) for m, d, b, s0, s1, s in self._aggregates(filters, params, low, high))
+        return result
+
+    def _aggregates(self, filters: str, params: list[Any], low: int, high: int) -> list[Any]:
+        return self.execute(
             "SELECT model, deployment, build, start_ms, end_ms, metrics FROM aggregates "
             f"WHERE {filters} AND end_ms >= ? AND start_ms <= ? ORDER BY start_ms",
             (*params, low, high),
         ).fetchall()
-        result = [_entry(m, d, b, u, t, t, s) for u, m, d, b, t, s in predictions]
-        result.extend(_entry(m, d, b, None, s0, s1, s) for m, d, b, s0, s1, s in aggregates)
-        result.sort(key=lambda e: e["startTimeStampMs"])
-        return result
+
+
+def _filters(
+    model: str | None, deployment: str | None, build: str | None, start_ms: int | None, end_ms: int | None
+) -> tuple[str, list[Any], int, int]:
+    where, params = [], []
+    for column, value in (("model", model), ("deployment", deployment), ("build", build)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    low = 0 if start_ms is None else start_ms
+    high = 2**62 if end_ms is None else end_ms
+    return (" AND ".join(where) if where else "1 = 1"), params, low, high
 
 
 def _entry(

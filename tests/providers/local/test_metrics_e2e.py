@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +28,15 @@ from conftest import EXAMPLES, PYTHON, live_workspace
 pytestmark = pytest.mark.slow
 
 MODEL = "model.churn/risk"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.5)
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +95,25 @@ def test_churn_predictions_ground_truth_and_aggregates(churn_ws: LiveWorkspace) 
     with pytest.raises(MetricsError, match="belongs to project 'churn', where user 'bob' may not write"):
         viewer.track_delayed_metrics({"churned": 1}, truth[0][0])
     assert (churn_ws.dir / ".cmlplan" / "run" / "metrics.db").is_file()
+
+
+def test_cmlplan_metrics_prints_the_minutes_just_served(churn_ws: LiveWorkspace) -> None:
+    """Runs after the story above: its 80 calls through the proxy are counted."""
+    seen: list[dict] = []
+
+    def counted() -> dict | None:
+        report = json.loads(churn_ws.cli("metrics", MODEL, "-since", "30m", "-json").stdout)
+        seen.append(report)
+        return report if sum(c["requests"] for c in report["cells"]) >= 80 else None
+
+    try:
+        report = wait_for(counted, 30.0, "the proxy's technical flush")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last report: {seen[-1] if seen else None}") from None
+    assert report["model"] == MODEL
+    cell = report["cells"][-1]
+    assert cell["failures"] == 0 and cell["p50_ms"] > 0 and cell["request_bytes"] > 0
+    text = churn_ws.cli("metrics", MODEL, "-since", "30m").stdout
+    assert "p95 ms" in text and "total: " in text
+    bad = churn_ws.cli("metrics", MODEL, "-since", "soon", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("Error: -since:") and "Traceback" not in bad.stderr

@@ -1,10 +1,13 @@
 """Technical metrics from a real proxy: minute cells per model and replica in the store, Prometheus per replica."""
 
 import json
+import re
+from pathlib import Path
 
 from cmlplan.serving.store import open_store
 
 KEY, BOOM = "ak-tech-add", "ak-tech-boom"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_requests_failures_and_bytes_reach_the_store_per_replica(serving, tmp_path):
@@ -43,3 +46,20 @@ def test_requests_failures_and_bytes_reach_the_store_per_replica(serving, tmp_pa
     text = serving.http("GET", proxy.url + "/metrics").raw.decode()
     assert f'cmlplan_replica_requests_total{{code="200",model="model.iris/add",project="iris",replica="{add_id}"}} 5.0' in text
     assert f'cmlplan_replica_requests_total{{code="500",model="model.iris/boom",project="iris",replica="{boom_id}"}} 1.0' in text
+
+
+def test_the_grafana_dashboard_only_uses_series_the_proxy_exports(serving, tmp_path):
+    replica = serving.replica("add", "add-r0")
+    routes = serving.write_routes(tmp_path / "routes.json", {KEY: serving.model_entry("model.iris/add", [replica])})
+    proxy = serving.proxy(routes)
+    assert serving.call_model(proxy, KEY, {"a": 1, "b": 2}).status == 200
+    exported = serving.http("GET", proxy.url + "/metrics").raw.decode()
+    dashboard = json.loads((REPO / "docs" / "grafana" / "cmlplan-serving.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), dict)]
+    names = {n for e in exprs for n in re.findall(r"cmlplan_[a-z_]+", e)}
+    assert len(names) >= 8
+    for name in names:
+        assert re.search(rf"^{name}[{{ ]", exported, re.MULTILINE), f"{name} is not exported by the proxy"
+    for label in ("model", "project", "replica", "code"):
+        assert f'{label}="' in exported

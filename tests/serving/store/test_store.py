@@ -45,10 +45,10 @@ def test_read_returns_the_window_in_cml_shape(store_url):
     store.commit()
     entries = store.read(model="model.churn", deployment=None, build=None, start_ms=1500, end_ms=2500)
     assert [(e["predictionUuid"], e["startTimeStampMs"], e["endTimeStampMs"]) for e in entries] == [
-        (None, 1500, 2500),
         ("b", 2000, 2000),
-    ]
-    assert entries[1] == {
+        (None, 1500, 2500),
+    ]  # predictions in time order, then the aggregates
+    assert entries[0] == {
         "modelDeploymentCrn": "model.churn/deployments/1",
         "modelBuildCrn": "3",
         "modelCrn": "model.churn",
@@ -57,7 +57,9 @@ def test_read_returns_the_window_in_cml_shape(store_url):
         "endTimeStampMs": 2000,
         "metrics": {"p": 1},
     }
-    assert entries[0]["metrics"] == {"auc": 0.8}
+    assert entries[1]["metrics"] == {"auc": 0.8}
+    spliced = store.read_json(model="model.churn", deployment=None, build=None, start_ms=1500, end_ms=2500)
+    assert json.loads(spliced) == {"metrics": entries}  # the fast path answers exactly the same
     assert (
         len(
             store.read(
