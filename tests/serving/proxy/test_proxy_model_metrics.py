@@ -5,6 +5,7 @@ The model is CML code (``import cdsw``); the store is SQLite or PostgreSQL.
 
 import json
 import time
+import urllib.request
 
 import pytest
 
@@ -140,3 +141,16 @@ def test_without_a_usable_store_predictions_are_answered_and_the_reason_given(se
     assert reply.status == 200 and reply.body["response"]["prediction"] == {"risk": 0.5}
     with pytest.raises(MetricsError, match="503: metrics.store_unavailable: cannot open the metrics store"):
         MetricsClient(proxy.url, VIEWER).read_metrics(model="model.churn")
+
+
+def test_a_refused_write_reaches_the_caller_as_a_header_on_the_normal_answer(serving, tmp_path, monkeypatch):
+    monkeypatch.delenv("CMLPLAN_TEST_NO_SUCH_DSN", raising=False)
+    proxy = start(serving, tmp_path, {"dsn_env": "CMLPLAN_TEST_NO_SUCH_DSN"})
+    body = json.dumps({"accessKey": KEY, "request": {"tenure": 3}}).encode()
+    request = urllib.request.Request(proxy.url + "/model", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=15) as reply:
+        assert reply.status == 200
+        assert json.loads(reply.read())["response"]["prediction"] == {"risk": 0.5}
+        assert "CMLPLAN_TEST_NO_SUCH_DSN is not set" in reply.headers["x-cmlplan-metrics-error"]
+        assert reply.headers["x-cmlplan-metrics"] is None  # the replica's header is not forwarded
+    assert "CMLPLAN_TEST_NO_SUCH_DSN is not set" in proxy.output()
