@@ -119,9 +119,10 @@ async def first_apply(folder: Path, durable: bool, environ: dict[str, str]) -> t
     with ws.locked("apply"):
         started = time.perf_counter()
         with collector_paused():
-            run, providers = await ws.plan(PlanOptions(), ws.read_state())
-            changes = sum(1 for c in run.plan.changes if c.action is not Action.NOOP)
-            report = await ws.apply(run, providers, SilentEvents(), parallelism=10)
+            async with ws.session(ws.read_state()) as session:
+                run = await session.plan(PlanOptions())
+                changes = sum(1 for c in run.plan.changes if c.action is not Action.NOOP)
+                report = await session.apply(run, SilentEvents(), parallelism=10)
         seconds = time.perf_counter() - started
     if not report.ok:
         raise SystemExit(f"apply failed: {dict(list(report.failed.items())[:3])} {report.state_error}")

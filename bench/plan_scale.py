@@ -127,9 +127,10 @@ async def apply_size(folder: Path, budget: float) -> str:
     ws.backend = backend  # type: ignore[assignment]
     with ws.locked("apply"):
         started = time.perf_counter()
-        run, providers = await ws.plan(PlanOptions(), ws.read_state())
-        planned = sum(1 for c in run.plan.changes if c.action is not Action.NOOP)
-        report = await ws.apply(run, providers, SilentEvents())
+        async with ws.session(ws.read_state()) as session:
+            run = await session.plan(PlanOptions())
+            planned = sum(1 for c in run.plan.changes if c.action is not Action.NOOP)
+            report = await session.apply(run, SilentEvents())
         backend.flush()
         seconds = time.perf_counter() - started
     if report.failed or report.skipped or report.not_started:
@@ -148,10 +149,9 @@ async def plan_once(folder: Path) -> tuple[float, float, float, int, int]:
     t1 = time.perf_counter()
     state = ws.read_state()
     t2 = time.perf_counter()
-    run, providers = await ws.plan(PlanOptions(), state)
+    async with ws.session(state) as session:
+        run = await session.plan(PlanOptions())
     t3 = time.perf_counter()
-    for provider in providers.values():
-        await provider.close()
     changes = sum(1 for c in run.plan.changes if c.action is not Action.NOOP)
     return t1 - t0, t2 - t1, t3 - t2, len(run.plan.changes), changes
 

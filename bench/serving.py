@@ -786,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
                 "add",
                 {"a": 3, "b": 5},
                 levels,
+                rounds,
                 args.profile,
             )
         if "iris" in wanted:

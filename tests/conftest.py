@@ -58,10 +58,8 @@ class Engine:
 
         async def go():  # type: ignore[no-untyped-def]
             workspace = self.workspace()
-            run, providers = await workspace.plan(PlanOptions(**options), workspace.read_state())  # type: ignore[arg-type]
-            for provider in providers.values():
-                await provider.close()
-            return run
+            async with workspace.session(workspace.read_state()) as session:
+                return await session.plan(PlanOptions(**options))  # type: ignore[arg-type]
 
         return asyncio.run(go())
 
@@ -74,11 +72,12 @@ class Engine:
 
         async def go():  # type: ignore[no-untyped-def]
             workspace = self.workspace()
-            run, providers = await workspace.plan(PlanOptions(**options), workspace.read_state())  # type: ignore[arg-type]
-            stop = asyncio.Event()
-            if stop_after_plan:
-                stop.set()
-            report = await workspace.apply(run, providers, events or SilentEvents(), parallelism, stop)
+            async with workspace.session(workspace.read_state()) as session:
+                run = await session.plan(PlanOptions(**options))  # type: ignore[arg-type]
+                stop = asyncio.Event()
+                if stop_after_plan:
+                    stop.set()
+                report = await session.apply(run, events or SilentEvents(), parallelism, stop)
             return run, report
 
         return asyncio.run(go())

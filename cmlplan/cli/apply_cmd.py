@@ -89,26 +89,25 @@ def _converge(
         state = workspace.read_state()
 
         async def go(interrupts: Interrupts) -> ApplyReport | None:
-            planned, providers = await workspace.plan(options, state)
-            try:
+            async with workspace.session(state) as session:
+                planned = await session.plan(options)
                 plan = planned.plan
                 if saved is not None:
                     check_saved_plan(saved, plan, state, workspace.specs_hash())
                 if not as_json and saved is None:
                     click.echo(render_text(plan, color=style.enabled), nl=False)
                 if not plan.has_changes and not plan.drift:
+                    if operation == "destroy":
+                        # nothing recorded, but a first apply that failed may have left a supervisor
+                        await session.release_leftovers()
                     return None
                 if plan.has_changes and saved is None and not auto_approve:
                     _confirm(operation)
-            except BaseException:
-                for provider in providers.values():
-                    await provider.close()
-                raise
-            interrupts.arm()
-            events = JsonProgress(out) if as_json else TextProgress(out)
-            if not as_json and plan.has_changes:
-                click.echo("")
-            return await workspace.apply(planned, providers, events, parallelism, interrupts.stop)
+                interrupts.arm()
+                events = JsonProgress(out) if as_json else TextProgress(out)
+                if not as_json and plan.has_changes:
+                    click.echo("")
+                return await session.apply(planned, events, parallelism, interrupts.stop)
 
         report = run(go)
     if report is None:

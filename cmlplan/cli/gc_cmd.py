@@ -34,7 +34,8 @@ def gc_command(chdir: str, lock_timeout: float, as_json: bool) -> int:
         state = workspace.read_state()
 
         async def go(_interrupts: object) -> dict[str, list[str]]:
-            return await workspace.collect_garbage(state)
+            async with workspace.session(state) as session:
+                return await session.collect_garbage()
 
         removed = run(go)
     total = sum(len(lines) for lines in removed.values())

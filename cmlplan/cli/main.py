@@ -10,6 +10,7 @@ from .. import __version__
 from ..errors import CmlplanError
 from .apply_cmd import apply_command, destroy_command
 from .call_cmd import call_command
+from .catalog_cmd import history_command, lineage_command, models_command
 from .gc_cmd import gc_command
 from .inspect_cmd import output_command, show_command
 from .metrics_cmd import metrics_command
@@ -44,6 +45,9 @@ for command in (
     call_command,
     metrics_command,
     gc_command,
+    models_command,
+    history_command,
+    lineage_command,
     schema_command,
     force_unlock_command,
     state_group,

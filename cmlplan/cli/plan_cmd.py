@@ -50,10 +50,8 @@ def plan_command(
     state = workspace.read_state()
 
     async def make(_interrupts: object) -> object:
-        planned, providers = await workspace.plan(options, state)
-        for provider in providers.values():
-            await provider.close()
-        return planned
+        async with workspace.session(state) as session:
+            return await session.plan(options)
 
     planned = run(make)
     plan = planned.plan  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from ..errors import CmlplanError
 from ..plan import Action
 from ..providers.base import ApplyRequest, PlanRequest, Provider
 from ..state.document import BuildRecord, ResourceState, StateDocument, StateError
+from ..state.history import applier_identity, history_entry
 from ..values import UNKNOWN
 from .addresses import model_of
 from .events import ApplyEvents
@@ -64,6 +65,7 @@ async def apply_run(
     halt = asyncio.Event()
     working = asyncio.Semaphore(max(1, parallelism))
     held_back: list[str] = []  # claimed by the walk, but the halt came before their turn
+    who = applier_identity()
 
     for change in run.plan.changes:
         if not change.action.changes and change.before is not None and run.plan.refresh:
@@ -102,16 +104,15 @@ async def apply_run(
                     desired = node.compute(known)
                     if change.kind == "deployment":
                         fresh = change.action in (Action.CREATE, Action.REPLACE, Action.CREATE_THEN_DELETE)
-                        async with write_lock:
-                            deployment_id = (
-                                document.next_id("deployment") if fresh else (change.before or {}).get("deployment_id")
-                            )
+                        deployment_id = (change.before or {}).get("deployment_id")
+                        if fresh:
+                            deployment_id = await _allocate_deployment_id(document, save, write_lock)
                         desired = {**desired, "deployment_id": deployment_id}
                 result = await provider.plan(
                     PlanRequest(address=address, kind=change.kind, current=change.before, desired=desired)
                 )
                 planned = result.planned
-                _check_known(address, planned)
+                _check_known(address, planned, result.computed)
             secrets = node.secrets() if node is not None and planned is not None else {}
             outcome = await provider.apply(
                 ApplyRequest(
@@ -132,6 +133,10 @@ async def apply_run(
             raise
         known[address] = outcome.attributes
         async with write_lock:
+            entry = history_entry(
+                change.kind, change.action.value, change.before, outcome.attributes, document.serial + 1, who
+            )
+            document.add_history(address, entry, deleted=outcome.attributes is None)
             if outcome.attributes is None:
                 document.remove_resource(address)
                 if change.kind in ("model", "apikey"):
@@ -193,17 +198,28 @@ async def _follow(stop: asyncio.Event, halt: asyncio.Event) -> None:
     halt.set()
 
 
-def _check_known(address: str, planned: dict[str, Any] | None) -> None:
+def _check_known(address: str, planned: dict[str, Any] | None, computed: tuple[str, ...]) -> None:
+    """Only what the provider declares it computes may still be unknown when apply starts."""
     if planned is None:
         return
     for key, value in planned.items():
-        if value == UNKNOWN and key not in _COMPUTED_BY_PROVIDER:
+        if value == UNKNOWN and key not in computed:
             raise CmlplanError(f"{address}: {key} is still unknown at apply time (a dependency was not applied)")
 
 
-_COMPUTED_BY_PROVIDER = frozenset(
-    {"access_key_hash", "access_key_fingerprint", "key_hash", "key_fingerprint", "created_at", "expires", "deployment_id", "path", "image", "image_id", "url", "uri", "processes", "generation"}
-)
+async def _allocate_deployment_id(
+    document: StateDocument, save: Callable[[StateDocument], Awaitable[object]], write_lock: asyncio.Lock
+) -> int:
+    """A new deployment id, durably recorded before anything starts under it.
+
+    A run killed after this point leaves replicas named after an id no later run hands out again,
+    so the next apply sees them as orphans instead of taking them for its own.
+    """
+    async with write_lock:
+        deployment_id = document.next_id("deployment")
+        durable = save(document)
+    await durable
+    return deployment_id
 
 
 def _record(

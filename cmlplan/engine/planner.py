@@ -99,6 +99,12 @@ async def make_plan(
             raise PlanError(
                 f"{address}: recorded with provider {providers_of[address]!r}, which is not configured"
             )
+    blocked = sorted(a for a in selected if a in nodes and nodes[a].blocked)
+    if blocked:
+        raise PlanError(str(nodes[blocked[0]].blocked))
+    for address in sorted(selected):
+        kind = nodes[address].kind if address in nodes else prior[address].kind
+        _check_kind(address, kind, providers[providers_of[address]])
     current = await _refresh(prior, selected, providers, providers_of, options.refresh)
 
     known: dict[str, dict[str, Any] | None] = {a: current.get(a) for a in addresses}
@@ -133,7 +139,7 @@ async def make_plan(
             ignore_changes=lifecycle.ignore_changes,
             drifted=drifted
             and result.planned is not None
-            and _same(prior_attributes, result.planned, lifecycle),
+            and _same(prior_attributes, result.planned, lifecycle, result.computed),
             destroying=options.destroy,
         )
         if kind == "build" and decision.action is Action.CREATE and _rebuild(node):
@@ -164,7 +170,7 @@ async def make_plan(
                 after=planned if decision.action is not Action.DELETE else None,
                 replace_paths=decision.replace_paths,
                 dependencies=dependencies[address],
-                notes=node.notes if node and decision.action is Action.CREATE else (),
+                notes=node.notes if node and _shows_notes(node, decision.action) else (),
                 ignored_paths=lifecycle.ignore_changes,
             )
         )
@@ -199,6 +205,19 @@ async def make_plan(
     )
 
 
+_KIND_NAMES = {"registry": "ModelRegistry", "project": "Project", "apikey": "ApiKey", "model": "Model", "proxy": "Proxy"}
+
+
+def _check_kind(address: str, kind: str, provider: Provider) -> None:
+    """Refuse, before anything runs, a resource whose provider does not declare its kind."""
+    if kind in provider.kinds:
+        return
+    served = ", ".join(sorted(provider.kinds)) or "nothing"
+    raise PlanError(
+        f"{address}: {_KIND_NAMES.get(kind, kind)} is not supported by provider {provider.name!r} (it manages: {served})"
+    )
+
+
 def _spec_lifecycles(config: Any) -> dict[str, Lifecycle]:
     """Lifecycle rules by address, as the desired nodes would carry them (a Model's also cover its deployment)."""
     found: dict[str, Lifecycle] = {}
@@ -209,18 +228,26 @@ def _spec_lifecycles(config: Any) -> dict[str, Lifecycle]:
     return found
 
 
+def _shows_notes(node: Node, action: Action) -> bool:
+    """A new build's notes say what it changes; a deployment's (which registered version goes
+    live) matter whenever it changes."""
+    return action is Action.CREATE or (node.kind == "deployment" and action.changes)
+
+
 def _rebuild(node: Node | None) -> bool:
     """A build that follows an earlier one of the same model (its notes compare the two)."""
     return node is not None and bool(node.notes) and not node.notes[0].startswith("first build")
 
 
-def _same(prior: dict[str, Any] | None, planned: dict[str, Any], lifecycle: Lifecycle) -> bool:
+def _same(
+    prior: dict[str, Any] | None, planned: dict[str, Any], lifecycle: Lifecycle, computed: tuple[str, ...] = ()
+) -> bool:
     """Whether the specs still ask for what was last applied (so a change is drift alone).
 
-    A value the provider plans as unknown (computed by apply, e.g. a deployment's processes) is
-    not something the specs ask for, so it is left out of the comparison.
+    What the provider computes (it declares it, e.g. a deployment's processes) or plans as unknown
+    is not something the specs ask for, so it is left out of the comparison.
     """
-    unknown = {key for key, value in planned.items() if value == UNKNOWN}
+    unknown = {key for key, value in planned.items() if value == UNKNOWN} | set(computed)
     if prior is not None and unknown:
         prior = {k: v for k, v in prior.items() if k not in unknown}
         planned = {k: v for k, v in planned.items() if k not in unknown}

@@ -5,7 +5,6 @@ This is the engine's front door for the CLI: plan, apply and destroy read top to
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from pathlib import Path
 from ..errors import CmlplanError
 from ..plan import Action, Plan
 from ..plan.jsonformat import plan_to_dict
-from ..providers.base import GarbageCollecting, Provider, ProviderContext
+from ..providers.base import Provider, ProviderContext
 from ..providers.logical import LogicalProvider
 from ..providers.registry import create_provider
 from ..specs import Config, load_config
@@ -23,13 +22,11 @@ from ..state.backend import StateBackend
 from ..state.document import StateDocument
 from ..state.lock import LockInfo
 from ..state.open import open_backend
-from ..state.recorder import StateRecorder
-from .applier import ApplyReport, apply_run
 from .collection import collector_paused
 from .desired import LOGICAL
-from .events import ApplyEvents
 from .keys import KeyFolder
-from .planner import PlannedRun, PlanOptions, make_plan, specs_fingerprint
+from .planner import specs_fingerprint
+from .session import Session
 
 
 class StalePlanError(CmlplanError):
@@ -45,13 +42,18 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, directory: str | os.PathLike[str] = ".", environ: Mapping[str, str] | None = None
+        cls,
+        directory: str | os.PathLike[str] = ".",
+        environ: Mapping[str, str] | None = None,
+        backend: StateBackend | None = None,
     ) -> Workspace:
+        """Load the specs in ``directory``; state lives in ``backend`` (default: the spec's state file)."""
         folder = Path(directory).resolve()
         with collector_paused():
             config = load_config(directory)
         environ = os.environ if environ is None else environ
-        backend = open_backend(config.workspace_spec.state, folder, environ, config.workspace.name)
+        if backend is None:
+            backend = open_backend(config.workspace_spec.state, folder, environ, config.workspace.name)
         return cls(folder, config, backend, environ)
 
     @property
@@ -83,7 +85,7 @@ class Workspace:
             spec_dir=str(self.directory),
             data_dir=str(self.data_dir),
             salt=state.salt,
-            settings=self.config.workspace_spec.model_dump(mode="json"),
+            settings=self.config.workspace_spec,
         )
 
     def providers(self, state: StateDocument, names: set[str] | None = None) -> dict[str, Provider]:
@@ -96,72 +98,14 @@ class Workspace:
             found[name] = create_provider(name, context)
         return found
 
-    async def plan(
-        self, options: PlanOptions, state: StateDocument | None
-    ) -> tuple[PlannedRun, dict[str, Provider]]:
-        document = state if state is not None else StateDocument.new(self.name)
-        recorded = {r.provider for r in document.resources.values()}
-        providers = self.providers(document, recorded)
-        try:
-            with collector_paused():
-                run = await make_plan(
-                    config=self.config,
-                    state=document,
-                    state_exists=state is not None,
-                    providers=providers,
-                    provider_name=self.provider_name,
-                    options=options,
-                    specs_hash=self.specs_hash(),
-                    workspace_id=self.name,
-                    environ=self.environ,
-                )
-        except BaseException:
-            await _close(providers)
-            raise
-        return run, providers
-
     @contextmanager
     def locked(self, operation: str, wait: float = 0.0) -> Iterator[LockInfo]:
         with self.backend.lock(LockInfo.create(operation), wait=wait) as info:
             yield info
 
-    async def apply(
-        self,
-        run: PlannedRun,
-        providers: dict[str, Provider],
-        events: ApplyEvents,
-        parallelism: int = 10,
-        stop: asyncio.Event | None = None,
-    ) -> ApplyReport:
-        """Carry out a plan made against ``state`` (the caller holds the lock)."""
-        document = run.document
-        recorder = StateRecorder(self.backend)
-        try:
-            return await apply_run(run, document, providers, recorder.save, events, self.keys, parallelism, stop)
-        finally:
-            try:
-                await recorder.close(document)
-            finally:
-                await _close(providers)
-
-    async def collect_garbage(self, state: StateDocument | None) -> dict[str, list[str]]:
-        """Let each provider that keeps build artifacts remove those no recorded build uses.
-
-        Returns {provider name: lines describing what was removed}; providers without the
-        ability are left out. The caller holds the lock, so no apply is creating builds meanwhile.
-        """
-        document = state if state is not None else StateDocument.new(self.name)
-        keep = {address for address, resource in document.resources.items() if resource.kind == "build"}
-        recorded = {r.provider for r in document.resources.values()}
-        providers = self.providers(document, recorded)
-        removed: dict[str, list[str]] = {}
-        try:
-            for name, provider in providers.items():
-                if isinstance(provider, GarbageCollecting):
-                    removed[name] = await provider.collect_garbage(keep)
-        finally:
-            await _close(providers)
-        return removed
+    def session(self, state: StateDocument | None) -> Session:
+        """The session that owns the providers for one command (``async with``)."""
+        return Session(self, state)
 
 
 def check_saved_plan(saved: Plan, fresh: Plan, state: StateDocument | None, specs_hash: str) -> None:
@@ -207,8 +151,3 @@ def plan_to_dict_change(change: object) -> object:
 
 def _actions(plan: Plan) -> dict[str, str]:
     return {c.address: c.action.value for c in plan.changes if c.action is not Action.NOOP}
-
-
-async def _close(providers: dict[str, Provider]) -> None:
-    for provider in providers.values():
-        await provider.close()

@@ -22,9 +22,15 @@ def refresh_only(plan: Plan) -> Plan:
     return replace(plan, changes=(), drift=drift)
 
 
+# Attributes that follow from another: ignoring the first ignores these too (an autoscaler that owns
+# `replicas` also starts and stops the processes that carry them).
+_FOLLOWS = {"replicas": ("processes",)}
+
+
 def _counts(drift: Drift, ignored: tuple[str, ...]) -> bool:
     if drift.live is None or drift.prior is None:
         return True  # deleted outside cmlplan: never ignorable
+    ignored = (*ignored, *(follower for path in ignored for follower in _FOLLOWS.get(path, ())))
     return without_paths(drift.prior, ignored) != without_paths(drift.live, ignored)
 
 

@@ -8,12 +8,13 @@ signature. Optional abilities (logs, exec) belong in separate protocols, not her
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import CmlplanError
+from ..specs.workspace import WorkspaceSpec
 
 Attributes = dict[str, Any]
 Progress = Callable[[str], None]
@@ -34,7 +35,7 @@ class ProviderContext(Frozen):
     spec_dir: str  # the folder the specs were loaded from
     data_dir: str  # where the provider keeps its files (<spec_dir>/.cmlplan)
     salt: str  # for hashing keys; not secret
-    settings: Mapping[str, Any] = Field(default_factory=dict)  # the Workspace spec, as JSON
+    settings: WorkspaceSpec = Field(default_factory=WorkspaceSpec)  # the Workspace spec, typed
 
 
 class ResourceRef(Frozen):
@@ -64,6 +65,7 @@ class PlanResult(Frozen):
     planned: Attributes | None  # what will be set, computed values copied or "(known after apply)"
     requires_replace: tuple[str, ...] = ()  # dotted paths whose change cannot be made in place
     create_before_destroy: bool = False  # a replace starts the new one before stopping the old
+    computed: tuple[str, ...] = ()  # attributes only apply knows (they may stay unknown until then)
 
 
 class ApplyRequest(Frozen):
@@ -104,6 +106,18 @@ class GarbageCollecting(Protocol):
     """
 
     async def collect_garbage(self, keep: set[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class ReleasingLeftovers(Protocol):
+    """Optional: a provider that can find what it runs but no state records (a killed run's).
+
+    ``recorded`` holds every process name the state records for this provider; everything else
+    of the workspace is removed, and the supervisor too when nothing is recorded. Returns one line
+    per thing removed.
+    """
+
+    async def release_leftovers(self, recorded: set[str]) -> list[str]: ...
 
 
 class ProviderError(CmlplanError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Attributes
+from ..values import UNKNOWN
+from .base import Attributes, PlanRequest, PlanResult, UnsupportedError
 from .routing import RoutingTable
 
-HEALTH_TIMEOUT = 120.0
 DEPLOYMENT_REPLACE_PATHS = (
     "build",
     "build_hash",
@@ -23,6 +23,7 @@ DEPLOYMENT_REPLACE_PATHS = (
     "cpu",
     "memory",
     "request_timeout",
+    "gpus",
 )
 PROXY_REPLACE_PATHS = ("host", "port")
 # A replica whose prediction runs this much longer than the proxy's request_timeout (which already
@@ -74,8 +75,9 @@ def route_proxy(routes: RoutingTable, planned: Attributes, host: str) -> int:
             "max_request_bytes": planned["max_request_bytes"],
             # read deadlines; a state written before they existed leaves them to the proxy's defaults
             **{k: planned[k] for k in ("header_timeout", "body_timeout", "keepalive_timeout") if k in planned},
-            # the proxy writes the metrics store: {"dsn_env": VAR} when planned, else SQLite beside the routes
-            "metrics_store": planned.get("metrics_store") or {"url": f"sqlite:{routes.path.parent / METRICS_DB}"},
+            # the proxy writes the metrics store: {"dsn_env": VAR} when planned, else SQLite beside the
+            # routes file (a relative path: wherever the proxy sees the file, in a container too)
+            "metrics_store": planned.get("metrics_store") or {"url": f"sqlite:{METRICS_DB}"},
         }
         data["listen"] = {"host": host, "port": planned["port"]}
         data["api_keys"] = {
@@ -95,3 +97,47 @@ def proxy_url(listen: dict[str, Any]) -> str | None:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     return f"http://{host}:{listen['port']}"
+
+
+def plan_replicated(request: PlanRequest, build_computed: tuple[str, ...]) -> PlanResult:
+    """What a provider that runs builds, deployments and the proxy plans (local and docker alike).
+
+    Computed values are copied from what is live, or unknown until apply; replicas that vanished
+    outside cmlplan make ``processes`` unknown, so apply starts them again.
+    """
+    if request.desired is None:
+        return PlanResult(planned=None)
+    current = request.current or {}
+    planned = dict(request.desired)
+    if request.kind == "build":
+        for computed in build_computed:
+            planned[computed] = current.get(computed, UNKNOWN)
+        return PlanResult(planned=planned, requires_replace=("hash",), computed=build_computed)
+    planned["processes"] = current.get("processes", UNKNOWN) if request.current else UNKNOWN
+    if request.kind == "deployment":
+        if request.current and not replicas_complete(current, current):  # fewer than last applied
+            planned["processes"] = UNKNOWN
+        return PlanResult(
+            planned=planned,
+            requires_replace=DEPLOYMENT_REPLACE_PATHS,
+            create_before_destroy=True,
+            computed=("processes",),
+        )
+    return PlanResult(planned=planned, requires_replace=PROXY_REPLACE_PATHS, computed=("processes",))
+
+
+def refuse_unsupported(request: PlanRequest, provider: str, *, gpus: bool, autoscale: bool) -> None:
+    """One line at plan time when a deployment asks for GPUs or autoscaling the provider cannot give."""
+    desired = request.desired
+    if request.kind != "deployment" or desired is None:
+        return
+    if desired.get("gpus") and not gpus:
+        raise UnsupportedError(
+            f"{request.address}: deployment.gpus {desired['gpus']} needs the docker or kubernetes provider "
+            f"(provider {provider!r} runs replicas as host processes without GPU scheduling)"
+        )
+    if desired.get("autoscale") and not autoscale:
+        raise UnsupportedError(
+            f"{request.address}: deployment.autoscale needs the kubernetes provider (provider {provider!r} runs "
+            "a fixed number of replicas; set deployment.replicas instead)"
+        )

@@ -1,4 +1,9 @@
-"""FakeProvider: an in-memory world for unit tests of the plan/apply engine, and nothing else."""
+"""FakeProvider: an in-memory world for unit tests of the plan/apply engine, and nothing else.
+
+It is built from the same declarations as the real providers (the kinds they serve, their
+replace paths, the computed attributes of ``attributes.py``) and records values of the declared
+types, so engine tests run against the real contract.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import copy
 from typing import Any
 
 from ..values import UNKNOWN
+from .attributes import ATTRIBUTES, check
 from .base import (
     ApplyRequest,
     ApplyResult,
@@ -18,21 +24,17 @@ from .base import (
     ReadRequest,
     ReadResult,
 )
+from .deployments import DEPLOYMENT_REPLACE_PATHS, PROXY_REPLACE_PATHS, plan_replicated
 
-_COMPUTED = {"build": ("path",), "deployment": ("deployment_id",), "proxy": ("url",), "registry": ("uri",)}
-_REPLACE = {
-    "build": ("hash",),
-    "deployment": ("build", "build_hash", "env", "cpu", "memory"),
-    "proxy": ("host", "port"),
-}
-_CREATE_BEFORE_DESTROY = {"deployment"}
+BUILD_COMPUTED = ATTRIBUTES["build"].computed
 
 
 class FakeProvider:
     """Keeps the world in a dict; tests inspect ``world`` and ``calls`` and inject ``fail_on``."""
 
     name = "fake"
-    kinds = frozenset(_COMPUTED)
+    kinds = frozenset({"build", "deployment", "proxy"})
+    replace_paths = {"build": ("hash",), "deployment": DEPLOYMENT_REPLACE_PATHS, "proxy": PROXY_REPLACE_PATHS}
 
     def __init__(self, context: ProviderContext | None = None) -> None:
         self.context = context
@@ -40,22 +42,19 @@ class FakeProvider:
         self.calls: list[tuple[str, str]] = []
         self.fail_on: set[str] = set()
         self.delay: float = 0.0
-        self._next_id = 1
 
     async def read(self, request: ReadRequest) -> ReadResult:
-        return ReadResult(live={r.address: copy.deepcopy(self.world.get(r.address)) for r in request.resources})
+        live = {r.address: copy.deepcopy(self.world.get(r.address)) for r in request.resources}
+        for address, attributes in live.items():
+            if attributes and isinstance(attributes.get("processes"), list) and "replicas" in attributes:
+                # a test that sets the world's replicas scaled it by hand: the world runs that many
+                wanted = 0 if attributes.get("stopped") else int(attributes["replicas"])
+                if len(attributes["processes"]) != wanted:
+                    attributes["processes"] = _computed(address, "processes", attributes)
+        return ReadResult(live=live)
 
     async def plan(self, request: PlanRequest) -> PlanResult:
-        if request.desired is None:
-            return PlanResult(planned=None)
-        planned: dict[str, Any] = dict(request.desired)
-        for key in _COMPUTED.get(request.kind, ()):
-            planned[key] = (request.current or {}).get(key, UNKNOWN)
-        return PlanResult(
-            planned=planned,
-            requires_replace=_REPLACE.get(request.kind, ()),
-            create_before_destroy=request.kind in _CREATE_BEFORE_DESTROY,
-        )
+        return plan_replicated(request, BUILD_COMPUTED)
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:
         self.calls.append((request.address, "delete" if request.planned is None else "apply"))
@@ -66,13 +65,32 @@ class FakeProvider:
         if request.planned is None:
             self.world.pop(request.address, None)
             return ApplyResult(attributes=None)
-        attributes = dict(request.planned)
-        for key in _COMPUTED.get(request.kind, ()):
+        attributes: dict[str, Any] = dict(request.planned)
+        for key in ATTRIBUTES[request.kind].computed:
             if attributes.get(key) == UNKNOWN or request.replace:
-                attributes[key] = f"{key}-{self._next_id}"
-                self._next_id += 1
+                attributes[key] = _computed(request.address, key, attributes)
+        if request.kind == "deployment" and not request.replace:
+            attributes["processes"] = _scaled(request.address, attributes)  # like a rollout's update
+        check(request.address, request.kind, attributes)  # what a real provider records has these types
         self.world[request.address] = copy.deepcopy(attributes)
         return ApplyResult(attributes=attributes)
 
     async def close(self) -> None:
         return None
+
+
+def _computed(address: str, key: str, attributes: Attributes) -> Any:
+    if key == "path":
+        return f"/fake/{address}"
+    if key == "processes":
+        count = 0 if attributes.get("stopped") else int(attributes.get("replicas") or 0)
+        ident = attributes.get("deployment_id", "p")
+        return [{"name": f"fake.{address}.d{ident}.{i}", "index": i} for i in range(count)]
+    return f"{key}-{address}"
+
+
+def _scaled(address: str, attributes: Attributes) -> list[dict[str, Any]]:
+    """The recorded processes kept by index, cut or topped up to the wanted count."""
+    wanted = _computed(address, "processes", attributes)
+    kept = {p["index"]: p for p in attributes.get("processes") or [] if isinstance(p, dict)}
+    return [kept.get(p["index"], p) for p in wanted]

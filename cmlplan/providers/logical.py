@@ -26,6 +26,7 @@ DEFAULT_API_KEY_LIFETIME = 365 * 86400.0
 
 _COMPUTED = {
     "project": (),
+    "registry": (),  # an external MLflow registry: recorded, nothing runs
     "model": ("access_key_hash", "access_key_fingerprint"),
     "apikey": ("key_hash", "key_fingerprint", "created_at", "expires"),
 }
@@ -54,7 +55,7 @@ class LogicalProvider:
             planned["expires"] = _expiry(planned, current.get("created_at"))
             if planned.get("value_ref") and planned.get("key_hash") not in (None, UNKNOWN):
                 planned["key_fingerprint"] = current.get("key_fingerprint", UNKNOWN)
-        return PlanResult(planned=planned)
+        return PlanResult(planned=planned, computed=_COMPUTED[request.kind])
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:
         if request.planned is None:

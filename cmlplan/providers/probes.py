@@ -54,6 +54,13 @@ async def check_example(
         answer = json.loads(text)
     except json.JSONDecodeError:
         raise ProbeFailed(f"example input {_short(example.get('input'))}: replica answered {status} with non-JSON") from None
+    judge_answer(example, status, answer)
+
+
+def judge_answer(example: dict[str, Any], status: int, answer: Any) -> None:
+    """Raise ProbeFailed unless ``answer`` (a replica's JSON reply) is what ``example`` expects."""
+    if not isinstance(answer, dict):
+        raise ProbeFailed(f"example input {_short(example.get('input'))}: replica answered {status} with {_short(answer)}")
     if status != 200 or not answer.get("success"):
         errors = answer.get("errors") if isinstance(answer, dict) else None
         raise ProbeFailed(f"example input {_short(example.get('input'))} failed with {status}: {_short(errors)}")

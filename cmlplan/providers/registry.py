@@ -12,6 +12,7 @@ Factory = Callable[[ProviderContext], Provider]
 _BUILTIN = {
     "local": "cmlplan.providers.local.provider:LocalProvider",
     "docker": "cmlplan.providers.docker.provider:DockerProvider",
+    "kubernetes": "cmlplan.providers.kubernetes.provider:KubernetesProvider",
 }
 _FACTORIES: dict[str, Factory] = {}
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ..registry.availability import MLFLOW_HINT, mlflow_available
 from .apikey import ApiKeySpec
 from .document import Resource
 from .errors import did_you_mean
@@ -58,6 +60,14 @@ def check_config(
     proxies = [r for r in by_address.values() if r.kind == "Proxy"]
     for extra in proxies[1:]:
         problems.append(f"{extra.origin}: a second Proxy; one serving proxy per workspace ({proxies[0].origin})")
+    if workspace.openlineage is not None and importlib.util.find_spec("openlineage") is None:
+        problems.append(
+            f"{workspaces[0].where('spec', 'openlineage')}: Workspace spec.openlineage needs openlineage-python,"
+            " which is not installed: pip install 'cmlplan[openlineage]'"
+        )
+    if registries and not mlflow_available():
+        first = next(r for r in by_address.values() if r.kind == "ModelRegistry")
+        problems.append(f"{first.origin}: {first.address}: ModelRegistry {MLFLOW_HINT}")
     for resource in by_address.values():
         if resource.kind == "Project":
             spec: ProjectSpec = resource.spec

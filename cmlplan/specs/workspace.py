@@ -55,6 +55,37 @@ class DockerSettings(StrictModel):
     publish_host: str = Field("127.0.0.1", description="host address the proxy's port is published on")
 
 
+class KubernetesSettings(StrictModel):
+    namespace: str = Field(
+        "default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="namespace every object of the workspace goes to",
+    )
+    context: str | None = Field(None, description="kubeconfig context; default: the current context")
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account"
+    )
+    image_registry: str | None = Field(
+        None, description="registry (host[:port][/path]) builds and the proxy image are pushed to and pulled from"
+    )
+    image_pull_secret: str | None = Field(None, description="a Secret in the namespace the kubelet pulls images with")
+    rollout_timeout: Duration = Field(600, gt=0, description="how long apply waits for a rollout before it fails")
+    force_conflicts: bool = Field(
+        False, description="take over fields another field manager set (server-side apply force); off: such a conflict fails the apply"
+    )
+
+
+class OpenLineageSettings(StrictModel):
+    file: str | None = Field(None, description="append one OpenLineage event per line to this file (relative to the spec folder)")
+    url: str | None = Field(None, pattern=r"^https?://", description="send events to this OpenLineage HTTP endpoint")
+    namespace: str = Field("cmlplan", min_length=1, description="the OpenLineage job namespace")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OpenLineageSettings:
+        if (self.file is None) == (self.url is None):
+            raise ValueError("give file or url (one of them)")
+        return self
+
+
 class WorkspaceSpec(StrictModel):
     provider: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="what runs builds, replicas and the proxy"
@@ -67,6 +98,12 @@ class WorkspaceSpec(StrictModel):
     )
     limits: Limits = Field(default_factory=Limits, description="caps on what specs may ask for")
     docker: DockerSettings = Field(default_factory=DockerSettings, description="docker provider settings")
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings, description="kubernetes provider settings"
+    )
+    openlineage: OpenLineageSettings | None = Field(
+        None, description="emit an OpenLineage event for every apply (needs openlineage-python)"
+    )
 
     @model_validator(mode="after")
     def _unique_users(self) -> WorkspaceSpec:

@@ -46,7 +46,8 @@ def load_documents(path: Path, display: str, fast: bool = False) -> Iterator[tup
         where = f"{display}:{mark.line + 1}:{mark.column + 1}" if mark else display
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         raise SpecError([f"{where}: invalid YAML: {problem}"]) from None
-    except (YAMLError, ValueError, TypeError, RecursionError, AttributeError) as exc:
+    except (YAMLError, ValueError, TypeError, RecursionError, AttributeError, KeyError, IndexError) as exc:
+        # ruamel's own bugs on hostile input (a KeyError for "%YAML 0.0") are invalid YAML too
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpecError([f"{display}: invalid YAML: {first_line}"]) from None
     starts = _document_starts(text) if fast else []

@@ -27,6 +27,8 @@ from pydantic import (
 
 from cmlplan import __version__
 from cmlplan.errors import CmlplanError
+from cmlplan.providers.attributes import problem as attribute_problem
+from cmlplan.state.history import HistoryEntry, append_entry
 
 FORMAT_VERSION = 1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -90,9 +92,11 @@ class StateDocument(_Model):
     resources: dict[str, ResourceState] = Field(default_factory=dict)
     builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
     counters: dict[str, int] = Field(default_factory=dict)
+    history: dict[str, list[HistoryEntry]] = Field(default_factory=dict)  # see state/history.py
     # What changed since the last ``take_delta()``, so a backend can record one action in O(1).
     _changed: set[str] = PrivateAttr(default_factory=set)
     _new_builds: dict[str, list[BuildRecord]] = PrivateAttr(default_factory=dict)
+    _new_history: set[str] = PrivateAttr(default_factory=set)
 
     def __eq__(self, other: object) -> bool:
         """Equal when the recorded content is; pending-change bookkeeping does not count."""
@@ -130,7 +134,7 @@ class StateDocument(_Model):
 
     def has_pending_changes(self) -> bool:
         """True when resources or builds changed since the last ``take_delta()``/``mark_saved()``."""
-        return bool(self._changed or self._new_builds)
+        return bool(self._changed or self._new_builds or self._new_history)
 
     def take_delta(self) -> StateDelta:
         """What changed since the last call, as the next serial; bumps ``serial`` and forgets the changes.
@@ -143,6 +147,7 @@ class StateDocument(_Model):
             resources={address: self.resources.get(address) for address in sorted(self._changed)},
             builds={model: list(records) for model, records in self._new_builds.items()},
             counters=dict(self.counters),
+            history={address: list(self.history.get(address, [])) for address in sorted(self._new_history)},
         )
         self.serial += 1
         self.mark_saved()
@@ -152,6 +157,7 @@ class StateDocument(_Model):
         """Forget the pending changes: they are in a document written whole."""
         self._changed = set()
         self._new_builds = {}
+        self._new_history = set()
 
     def apply_delta(self, delta: StateDelta) -> None:
         """Fold a recorded delta (the next serial of this lineage) into this document."""
@@ -168,7 +174,13 @@ class StateDocument(_Model):
         for model, records in delta.builds.items():
             self.builds.setdefault(model, []).extend(records)
         self.counters = dict(delta.counters)
+        self.history.update({address: list(entries) for address, entries in delta.history.items()})
         self.serial = delta.serial
+
+    def add_history(self, address: str, entry: HistoryEntry, deleted: bool = False) -> None:
+        """Append what an apply did to ``address`` (history outlives the resource itself)."""
+        self.history[address] = append_entry(self.history.get(address, []), entry, deleted)
+        self._new_history.add(address)
 
     def to_json(self) -> str:
         """Deterministic JSON (sorted keys, indent 2, trailing newline) so state diffs stay readable.
@@ -196,9 +208,14 @@ class StateDocument(_Model):
                 f"this cmlplan reads format {FORMAT_VERSION}"
             )
         try:
-            return cls.model_validate(data)
+            document = cls.model_validate(data)
         except ValidationError as exc:
             raise StateError(f"state file {source} is invalid: {_describe(exc)}") from None
+        for address, resource in document.resources.items():
+            found = attribute_problem(resource.kind, resource.attributes)
+            if found is not None:
+                raise StateError(f"state file {source} is invalid: resources[{address!r}].attributes.{found}")
+        return document
 
 
 class StateDelta(_Model):
@@ -210,6 +227,7 @@ class StateDelta(_Model):
     resources: dict[str, ResourceState | None] = Field(default_factory=dict)
     builds: dict[str, list[BuildRecord]] = Field(default_factory=dict)
     counters: dict[str, int] = Field(default_factory=dict)
+    history: dict[str, list[HistoryEntry]] = Field(default_factory=dict)  # whole list per changed address
 
     def to_json(self) -> str:
         """One line of ASCII JSON (no newline), the unit a journal or history row stores."""

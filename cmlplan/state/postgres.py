@@ -24,7 +24,7 @@ from cmlplan.state.dsn import DatabaseAddress
 from cmlplan.state.lock import LockInfo
 
 Connection = psycopg.Connection[tuple[Any, ...]]
-_HEADER_FIELDS = ("format_version", "cmlplan_version", "workspace_id", "salt", "counters")
+_HEADER_FIELDS = ("format_version", "cmlplan_version", "workspace_id", "salt", "counters", "history")
 
 
 class PostgresBackend:
@@ -103,11 +103,16 @@ class PostgresBackend:
             return
         first, last = deltas[0], deltas[-1]
         with self._transaction("recording to", failed=f"the previous state is intact (serial {first.serial - 1})") as connection:
+            changed_history: dict[str, Any] = {}
+            for delta in deltas:  # a later delta's list for an address replaces an earlier one's
+                changed_history.update({a: [e.model_dump(mode="json") for e in es] for a, es in delta.history.items()})
             row = connection.execute(
-                "UPDATE cmlplan_states SET serial = %s, header = header || %s::jsonb, updated_at = now()"
+                "UPDATE cmlplan_states SET serial = %s,"
+                " header = jsonb_set(header || %s::jsonb, '{history}', coalesce(header->'history', '{}'::jsonb) || %s::jsonb),"
+                " updated_at = now()"
                 " WHERE workspace = %s AND lineage = %s::uuid AND serial = %s RETURNING serial",
                 (last.serial, json.dumps({"counters": last.counters, "cmlplan_version": __version__}),
-                 self.workspace, first.lineage, first.serial - 1),
+                 json.dumps(changed_history), self.workspace, first.lineage, first.serial - 1),
             ).fetchone()
             if row is None:
                 self._refuse_changed(connection, first.lineage, first.serial - 1)

@@ -137,7 +137,7 @@ def test_a_stale_saved_plan_is_refused_after_another_apply(ws: str, tmp_path: Pa
     assert cmlplan("plan", "-C", ws, "-out", plan_file).code == 0
     assert cmlplan("apply", "-C", ws, plan_file).code == 0
     again = cmlplan("apply", "-C", ws, plan_file)
-    assert again.code == 1 and "the saved plan is stale: state serial was 5 when it was made and is 6 now" in again.err
+    assert again.code == 1 and "the saved plan is stale: state serial was 6 when it was made and is 7 now" in again.err
 
 
 def test_held_lock_blocks_apply_until_force_unlock(ws: str) -> None:
@@ -199,7 +199,7 @@ def test_show_state_and_json(ws: str) -> None:
     shown = cmlplan("show", "-C", ws)
     assert shown.code == 0 and "# deployment.numbers/add" in shown.out and "manifest = (3 files)" in shown.out
     data = json.loads(cmlplan("show", "-C", ws, "--json").out)
-    assert data["serial"] == 5 and MODEL in data["resources"]
+    assert data["serial"] == 6 and MODEL in data["resources"]
 
 
 def test_schema_command() -> None:

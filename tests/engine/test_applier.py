@@ -71,11 +71,28 @@ def test_second_apply_changes_nothing(engine, fake: FakeProvider) -> None:  # ty
 
 def test_state_serial_increments_per_finished_action(engine) -> None:  # type: ignore[no-untyped-def]
     _, report = engine.apply()
-    assert state_of(engine.directory).serial == len(report.done) == 5
+    # one write per finished action, plus one for the new deployment's id (recorded before it starts)
+    assert len(report.done) == 5
+    assert state_of(engine.directory).serial == 6
     edit(engine.directory, "replicas: 2", "replicas: 3")
     _, report = engine.apply()
     assert report.done == {DEPLOYMENT: "update"}
-    assert state_of(engine.directory).serial == 6
+    assert state_of(engine.directory).serial == 7
+
+
+def test_a_new_deployment_id_is_recorded_before_the_provider_starts_it(engine, fake) -> None:  # type: ignore[no-untyped-def]
+    seen: list[int] = []
+    original = fake.apply
+
+    async def spy(request):  # type: ignore[no-untyped-def]
+        if request.kind == "deployment":
+            seen.append(state_of(engine.directory).counters.get("deployment", 1))
+        return await original(request)
+
+    fake.apply = spy
+    _, report = engine.apply()
+    assert report.ok
+    assert seen == [2]  # id 1 handed out and saved before the provider was called
 
 
 def test_source_change_rolls_out_build_2(engine, fake: FakeProvider) -> None:  # type: ignore[no-untyped-def]

@@ -47,7 +47,7 @@ def test_older_serial(engine) -> None:  # type: ignore[no-untyped-def]
     path.write_text(path.read_text().replace("replicas: 2", "replicas: 3"))
     saved = engine.plan().plan
     engine.apply()
-    with pytest.raises(StalePlanError, match="state serial was 5 when it was made and is 6 now"):
+    with pytest.raises(StalePlanError, match="state serial was 6 when it was made and is 7 now"):
         _check(engine, saved)
 
 

@@ -108,35 +108,11 @@ class FaultWorkspace(LiveWorkspace):
     def popen_cli(self, *args: str, pause_on: str | None = None) -> subprocess.Popen[str]:
         """Start cmlplan with stdout piped; with ``pause_on`` it sleeps after printing a matching line
         until killed or ``resume()``d."""
-        env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
-        command = [str(CMLPLAN), *args]
-        if pause_on is not None:
-            self.resume_file.unlink(missing_ok=True)
-            env["CMLPLAN_FAULT_PAUSE_ON"] = pause_on
-            env["CMLPLAN_FAULT_RESUME_FILE"] = str(self.resume_file)
-            command = [str(PYTHON), str(PAUSING_CLI), *args]
-        return subprocess.Popen(
-            command, cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
+        return popen_cli(self.dir, self.resume_file, *args, pause_on=pause_on)
 
     def run_until_line(self, pattern: str, *args: str, timeout: float = 180.0) -> tuple[subprocess.Popen[str], list[str]]:
         """Run cmlplan (paused after the first line matching ``pattern``) and return once it printed it."""
-        process = self.popen_cli(*args, pause_on=pattern)
-        lines: list[str] = []
-        deadline = time.monotonic() + timeout
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:  # the CLI pauses after the line, so this cannot overrun
-                lines.append(line.rstrip("\n"))
-                if re.search(pattern, line):
-                    return process, lines
-                if time.monotonic() > deadline:
-                    break
-            raise AssertionError(f"cmlplan never printed {pattern!r}:\n" + "\n".join(lines))
-        except BaseException:
-            kill_group(process)
-            raise
+        return run_until_line(self.dir, self.resume_file, pattern, *args, timeout=timeout)
 
     def programs_by_name(self) -> dict[str, tuple[str, int | None]]:
         if not self.supervisor.is_running():
@@ -159,6 +135,42 @@ class FaultWorkspace(LiveWorkspace):
         replicas = {n for n in running if n.startswith("r.")}
         assert replicas == shown, f"replicas under supervisord {sorted(replicas)} != recorded {sorted(shown)}"
         assert running == recorded, f"programs {sorted(running)} != recorded in state {sorted(recorded)}"
+
+
+def popen_cli(directory: Path, resume_file: Path, *args: str, pause_on: str | None = None) -> subprocess.Popen[str]:
+    """cmlplan in ``directory`` (any provider), through pausing_cli.py when ``pause_on`` is given."""
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    command = [str(CMLPLAN), *args]
+    if pause_on is not None:
+        resume_file.unlink(missing_ok=True)
+        env["CMLPLAN_FAULT_PAUSE_ON"] = pause_on
+        env["CMLPLAN_FAULT_RESUME_FILE"] = str(resume_file)
+        command = [str(PYTHON), str(PAUSING_CLI), *args]
+    return subprocess.Popen(
+        command, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def run_until_line(
+    directory: Path, resume_file: Path, pattern: str, *args: str, timeout: float = 180.0
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Run cmlplan (paused after the first line matching ``pattern``) and return once it printed it."""
+    process = popen_cli(directory, resume_file, *args, pause_on=pattern)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # the CLI pauses after the line, so this cannot overrun
+            lines.append(line.rstrip("\n"))
+            if re.search(pattern, line):
+                return process, lines
+            if time.monotonic() > deadline:
+                break
+        raise AssertionError(f"cmlplan never printed {pattern!r}:\n" + "\n".join(lines))
+    except BaseException:
+        kill_group(process)
+        raise
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:

@@ -17,7 +17,7 @@ from faultkit import FaultWorkspace, kill_group
 
 pytestmark = pytest.mark.slow
 
-FIRST_APPLY_WRITES = 5  # project, model, build, deployment, proxy: one state write each
+FIRST_APPLY_WRITES = 6  # project, model, build, deployment id, deployment, proxy: one state write each
 
 
 class SerialWatcher:

@@ -92,8 +92,8 @@ async def _apply(folder: Path):  # type: ignore[no-untyped-def]
     from cmlplan.engine.workspace import Workspace
 
     workspace = Workspace.open(folder, environ={})
-    run, providers = await workspace.plan(PlanOptions(), workspace.read_state())
-    report = await workspace.apply(run, providers, SilentEvents())
+    async with workspace.session(workspace.read_state()) as session:
+        report = await session.apply(await session.plan(PlanOptions()), SilentEvents())
     assert report.ok, report
 
 

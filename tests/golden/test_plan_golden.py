@@ -63,9 +63,8 @@ def _make(case: str, tmp_path: Path, fake: FakeProvider) -> tuple[dict[str, str]
 
     async def plan():  # type: ignore[no-untyped-def]
         workspace = Workspace.open(folder, environ={})
-        run, providers = await workspace.plan(PlanOptions(), workspace.read_state())
-        for provider in providers.values():
-            await provider.close()
+        async with workspace.session(workspace.read_state()) as session:
+            run = await session.plan(PlanOptions())
         return run.plan
 
     result = asyncio.run(plan())

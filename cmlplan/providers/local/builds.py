@@ -20,51 +20,43 @@ working directory in ``src_dir``; ``BuildOutcome.replica_env()`` gives that PYTH
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import cmlplan
-from cmlplan.errors import CmlplanError
 from cmlplan.providers.source import FileEntry, dependency_hash, parse_requirements
 
-RUNTIME_PACKAGES = ("uvicorn", "uvloop", "httptools")
-"""What the serving runtime needs in every venv, pinned to the versions cmlplan itself runs with."""
+from ..buildfiles import (
+    RUNTIME_PACKAGES,
+    BuildError,
+    BuildFailed,
+    copy_manifest,
+    copy_runtime,
+    installed_version,
+    locked,
+    make_writable,
+    read_json,
+    tail,
+    write_json_atomic,
+)
 
 BUILD_MARKER = "build.json"
 VENV_MARKER = "cmlplan-venv.json"
-_LOG_TAIL_LINES = 20
-_COPY_CHUNK = 1024 * 1024
-
-
-class BuildError(CmlplanError):
-    """A build request that cannot be carried out on this machine."""
 
 
 class RuntimeUnavailable(BuildError):
     """The requested python runtime is not the one the local provider can use."""
 
 
-class BuildFailed(BuildError):
-    """A build step failed; ``log_tail`` holds the last lines of the build log for display."""
-
-    def __init__(self, message: str, log_tail: list[str] | None = None, log_path: Path | None = None) -> None:
-        super().__init__(message)
-        self.log_tail = log_tail or []
-        self.log_path = log_path
 
 
 @dataclass(frozen=True)
@@ -371,40 +363,8 @@ class _Build:
 # --- steps ----------------------------------------------------------------------------------------
 
 
-def copy_manifest(source_dir: Path, manifest: Mapping[str, FileEntry], dest: Path) -> None:
-    """Copy exactly the manifest's files, checking each one's sha256 on the way through."""
-    if dest.exists():
-        make_writable(dest)
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for rel, entry in manifest.items():
-        if rel.startswith("/") or ".." in Path(rel).parts:
-            raise BuildError(f"manifest path {rel!r} leaves the source directory")
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        with (source_dir / rel).open("rb") as src, target.open("wb") as out:
-            while chunk := src.read(_COPY_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != entry.sha256:
-            raise BuildError(f"{rel} changed since the plan was made; plan again")
-        shutil.copymode(source_dir / rel, target)
 
 
-def copy_runtime(dest: Path) -> None:
-    """Copy the running cmlplan's ``__init__.py`` and ``serving/`` so the build carries its own runtime."""
-    if dest.exists():
-        make_writable(dest)
-        shutil.rmtree(dest)
-    package = Path(cmlplan.__file__).parent
-    (dest / "cmlplan").mkdir(parents=True)
-    shutil.copy2(package / "__init__.py", dest / "cmlplan" / "__init__.py")
-    shutil.copytree(
-        package / "serving",
-        dest / "cmlplan" / "serving",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
 
 
 def runtime_pins() -> list[str]:
@@ -413,11 +373,6 @@ def runtime_pins() -> list[str]:
     ]
 
 
-def installed_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _check_python(requested: str) -> None:
@@ -447,14 +402,6 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _make_read_only(path: Path) -> None:
@@ -471,17 +418,6 @@ def _make_read_only(path: Path) -> None:
     os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & ~0o222)
 
 
-def make_writable(path: Path) -> None:
-    """Give the owner write access again, so the tree can be deleted."""
-    if not path.exists():
-        return
-    os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | 0o700)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                extra = 0o700 if name in dirnames else 0o200
-                os.chmod(full, stat.S_IMODE(os.lstat(full).st_mode) | extra)
 
 
 def _clear(directory: Path, keep: set[str]) -> None:
@@ -495,32 +431,7 @@ def _clear(directory: Path, keep: set[str]) -> None:
             child.unlink()
 
 
-def read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
-def tail(path: Path, lines: int = _LOG_TAIL_LINES) -> list[str]:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
-    except OSError:
-        return []

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         "serving on http://%s:%d, routes generation %d", args.host, args.port, routes.table.generation
     )
     try:
-        url = store_url(routes.table)
+        url = store_url(routes.table, args.routes)
     except StoreError as exc:  # predictions are still served; metrics calls answer this
         logging.getLogger("cmlplan.proxy").error("%s", exc)
         recorder = Recorder(None)

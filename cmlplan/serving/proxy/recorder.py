@@ -12,10 +12,11 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from ..store import PredictionRow, Store, StoreError, open_store
-from ..store.backend import describe
+from ..store.backend import SQLITE_PREFIX, describe
 from ..store.writer import StoreWriter
 from .codec import decode, encode
 from .routes import ModelRoute, RoutingTable
@@ -25,13 +26,20 @@ log = logging.getLogger("cmlplan.proxy")
 ERROR_HEADER = b"x-cmlplan-metrics-error"
 
 
-def store_url(table: RoutingTable) -> str | None:
-    """The store's URL from the routing table (a DSN from the environment). Raises StoreError."""
+def store_url(table: RoutingTable, routes_path: Path) -> str | None:
+    """The store's URL from the routing table (a DSN from the environment). Raises StoreError.
+
+    A relative SQLite path is relative to the routing file's folder, so providers can say "beside
+    the routes" without knowing where a container mounts it.
+    """
     spec = table.metrics_store
     if spec is None:
         return None
     if "url" in spec:
-        return spec["url"]
+        url = spec["url"]
+        if url.startswith(SQLITE_PREFIX) and not Path(url[len(SQLITE_PREFIX) :]).is_absolute():
+            return SQLITE_PREFIX + str(routes_path.resolve().parent / url[len(SQLITE_PREFIX) :])
+        return url
     name = spec["dsn_env"]
     dsn = os.environ.get(name)
     if not dsn:

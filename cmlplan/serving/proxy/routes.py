@@ -13,14 +13,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..defaults import (
+    BODY_TIMEOUT,
+    BUSY_TIMEOUT,
+    HEADER_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT,
+)
 from .pool import Pool, Replica
 
 SUPPORTED_VERSION = 1
-# Read deadlines when the routing file names none: nginx's client_header_timeout,
-# client_body_timeout and keepalive_timeout.
-HEADER_TIMEOUT = 60.0
-BODY_TIMEOUT = 60.0
-KEEPALIVE_TIMEOUT = 75.0
 
 
 class RoutesError(Exception):
@@ -121,9 +124,9 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
     salt = doc["salt"]
     _require(isinstance(salt, str), "salt must be a string")
     proxy = _object(doc.get("proxy", {}), "proxy")
-    busy_timeout = _positive(proxy.get("busy_timeout", 30.0), "proxy.busy_timeout")
-    request_timeout = _positive(proxy.get("request_timeout", 30.0), "proxy.request_timeout")
-    max_request_bytes = _int(proxy.get("max_request_bytes", 5 * 1024 * 1024), "proxy.max_request_bytes")
+    busy_timeout = _positive(proxy.get("busy_timeout", BUSY_TIMEOUT), "proxy.busy_timeout")
+    request_timeout = _positive(proxy.get("request_timeout", REQUEST_TIMEOUT), "proxy.request_timeout")
+    max_request_bytes = _int(proxy.get("max_request_bytes", MAX_REQUEST_BYTES), "proxy.max_request_bytes")
     _require(max_request_bytes > 0, "proxy.max_request_bytes must be positive")
     header_timeout = _positive(proxy.get("header_timeout", HEADER_TIMEOUT), "proxy.header_timeout")
     body_timeout = _positive(proxy.get("body_timeout", BODY_TIMEOUT), "proxy.body_timeout")

@@ -192,7 +192,11 @@ def test_removed_replica_is_drift_and_apply_restores_it(numbers_ws: DockerWorksp
     actions = {c["address"]: c["action"] for c in plan["resource_changes"]}
     assert actions.get(DEPLOYMENT) == "update", actions
     numbers_ws.apply()
-    assert sorted(n for n in numbers_ws.containers(all_states=False) if "-numbers-add-d" in n) == replicas
+    running = sorted(n for n in numbers_ws.containers(all_states=False) if "-numbers-add-d" in n)
+    # the survivor keeps serving; the restored one is new (its name carries this rollout's token)
+    assert len(running) == 2 and replicas[0] in running and replicas[1] not in running, running
+    restored = next(n for n in running if n != replicas[0])
+    assert restored.rsplit("-", 1)[1] == replicas[1].rsplit("-", 1)[1], "it takes the removed one's index"
     assert numbers_ws.cli("plan", "-detailed-exitcode", check=False).returncode == 0
     assert numbers_ws.call(ADD, {"a": 1, "b": 2})[0] == 200
 

@@ -9,18 +9,21 @@ import pytest
 
 from cmlplan.providers.base import GarbageCollecting, PlanRequest, ProviderContext, UnsupportedError
 from cmlplan.providers.docker.containers import ContainerState
-from cmlplan.providers.docker.images import BuildError, ImageBuilder, _check_python, image_tag
-from cmlplan.providers.docker.provider import DockerProvider, _live_processes
+from cmlplan.providers.docker.provider import DockerProvider
+from cmlplan.providers.docker.runtime import _live
 from cmlplan.providers.fake import FakeProvider
+from cmlplan.providers.images import BuildError, ImageBuilder, _check_python, image_tag
 from cmlplan.providers.local.provider import LocalProvider
 from cmlplan.providers.registry import create_provider
+from cmlplan.providers.rollout import Rollout
+from cmlplan.specs.workspace import DockerSettings, WorkspaceSpec
 from cmlplan.values import UNKNOWN
 
 
 def _context(tmp_path: Path) -> ProviderContext:
     return ProviderContext(
         workspace_id="unit", spec_dir=str(tmp_path), data_dir=str(tmp_path / ".cmlplan"), salt="00",
-        settings={"provider": "docker", "docker": {"base_image": "base:1", "publish_host": "127.0.0.1"}},
+        settings=WorkspaceSpec(provider="docker", docker=DockerSettings(base_image="base:1", publish_host="127.0.0.1")),
     )
 
 
@@ -64,15 +67,11 @@ def test_gone_stopped_or_changed_containers_leave_the_live_processes() -> None:
             for i, n in enumerate(["ok", "gone", "stopped", "other-image", "other-env"])
         ]
     }
-    live = _live_processes(
-        recorded,
-        {
-            "ok": _state("ok"),
-            "stopped": _state("stopped", running=False),
-            "other-image": _state("other-image", image="sha256:b"),
-            "other-env": _state("other-env", env="e2"),
-        },
-    )
+    states = [
+        _state("ok"), _state("stopped", running=False), _state("other-image", image="sha256:b"),
+        _state("other-env", env="e2"),
+    ]
+    live = Rollout.observed(recorded, {s.name: _live(s) for s in states})
     assert [p["name"] for p in live["processes"]] == ["ok"]
     assert live["processes"][0]["container_id"] == "ok-id-012345"
 

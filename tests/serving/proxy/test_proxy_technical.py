@@ -18,7 +18,8 @@ def test_requests_failures_and_bytes_reach_the_store_per_replica(serving, tmp_pa
     routes = serving.write_routes(tmp_path / "routes.json", {KEY: add_entry, BOOM: boom_entry})
     document = json.loads(routes.read_text())
     db = tmp_path / "metrics.db"
-    document["proxy"].update(metrics_store={"url": f"sqlite:{db}"}, technical_flush_seconds=0.2)
+    # relative: beside the routing file, as providers write it
+    document["proxy"].update(metrics_store={"url": "sqlite:metrics.db"}, technical_flush_seconds=0.2)
     routes.write_text(json.dumps(document))
     proxy = serving.proxy(routes)
     for _ in range(5):

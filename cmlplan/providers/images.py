@@ -1,4 +1,4 @@
-"""Docker builds: a build context per build, built into an image whose last layer is the code.
+"""Image builds (docker and kubernetes providers): a build context per build, built into an image whose last layer is the code.
 
 A build context lives in ``<data_dir>/docker/<project>/<model>/<N>/``::
 
@@ -37,7 +37,8 @@ from typing import Any
 
 import cmlplan
 
-from ..local.builds import (
+from .buildfiles import (
+    RUNTIME_PACKAGES,
     BuildError,
     BuildFailed,
     copy_manifest,
@@ -48,10 +49,9 @@ from ..local.builds import (
     tail,
     write_json_atomic,
 )
-from ..source import FileEntry, dependency_hash, parse_requirements
+from .source import FileEntry, dependency_hash, parse_requirements
 
 IMAGE_PYTHON = "3.11"
-RUNTIME_PACKAGES = ("uvicorn", "uvloop", "httptools")
 PROXY_PACKAGES = ("uvloop", "httptools", "orjson", "prometheus-client")
 WHEELS_MARKER = "cmlplan-wheels.json"
 LABEL_WORKSPACE = "cmlplan.workspace"

@@ -1,0 +1,77 @@
+"""The pieces every kind's desired-node module shares: the Node, the Builder that collects them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import CmlplanError
+from ...providers.source import FileEntry
+from ...specs import Config
+from ...specs.common import Lifecycle
+from ...specs.proxy import ProxySpec
+from ...state.document import StateDocument
+from ..addresses import model_of
+
+Known = Mapping[str, dict[str, Any] | None]
+LOGICAL = "cmlplan"
+
+
+@dataclass
+class Node:
+    address: str
+    kind: str
+    provider: str
+    dependencies: tuple[str, ...]
+    compute: Callable[[Known], dict[str, Any]]
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    secrets: Callable[[], dict[str, str]] = field(default=lambda: {})
+    notes: tuple[str, ...] = ()
+    blocked: str | None = None  # why this node cannot be planned now; the plan fails if it is selected
+
+
+class SourceMissingError(CmlplanError):
+    """A model's source file or requirements file is not where the spec says."""
+
+
+class Builder:
+    """What the kind modules add their nodes to, with what they share (state, salt, the proxy spec)."""
+
+    def __init__(
+        self, config: Config, state: StateDocument | None, salt: str, provider: str, environ: Mapping[str, str] | None
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.salt = salt
+        self.provider = provider
+        self.environ = environ
+        self.nodes: dict[str, Node] = {}
+        self.warnings: list[str] = []
+        self.manifests: dict[Path, dict[str, FileEntry]] = {}
+        self.history = _builds_by_model(state)
+        proxies = config.of_kind("Proxy")
+        self.proxy_spec: ProxySpec = proxies[0].spec if proxies else ProxySpec()
+        self.excluded = {Path(f) for f in config.files}
+
+    def add(
+        self, address: str, kind: str, provider: str, deps: tuple[str, ...], compute: Callable[[Known], dict[str, Any]],
+        lifecycle: Lifecycle | None = None, **extra: Any,
+    ) -> None:
+        self.nodes[address] = Node(address, kind, provider, deps, compute, lifecycle or Lifecycle(), **extra)
+
+
+def constant(attributes: dict[str, Any]) -> Callable[[Known], dict[str, Any]]:
+    return lambda _known: attributes
+
+
+def _builds_by_model(state: StateDocument | None) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every recorded build, by model address then number: one pass over the state."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    if state is None:
+        return found
+    for address, resource in state.resources.items():
+        if resource.kind == "build":
+            found.setdefault(model_of(address), {})[int(address.rsplit("#", 1)[1])] = resource.attributes
+    return found

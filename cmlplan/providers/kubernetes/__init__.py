@@ -1,0 +1,1 @@
+"""The kubernetes provider: Deployments, Services and Secrets by server-side apply (docs/kubernetes.md)."""
