@@ -14,6 +14,7 @@ from .catalog_cmd import history_command, lineage_command, models_command
 from .gc_cmd import gc_command
 from .inspect_cmd import output_command, show_command
 from .logs_cmd import logs_command
+from .metrics_cmd import metrics_command
 from .plan_cmd import plan_command
 from .restart_cmd import restart_command
 from .spec_cmd import schema_command, validate_command
@@ -46,6 +47,7 @@ for command in (
     call_command,
     logs_command,
     restart_command,
+    metrics_command,
     gc_command,
     models_command,
     history_command,

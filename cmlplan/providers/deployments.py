@@ -32,6 +32,7 @@ PROXY_REPLACE_PATHS = ("host", "port")
 # answered 504) exits, and its supervisor starts a fresh one.
 PREDICTION_TIMEOUT_MARGIN = 5.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
+METRICS_DB = "metrics.db"
 
 
 def prediction_timeout(planned: Attributes) -> float:
@@ -65,6 +66,7 @@ def route_model(routes: RoutingTable, planned: Attributes, processes: list[dict[
         "authentication": bool(planned.get("authentication")),
         "stopped": bool(planned.get("stopped")),
         "deployment_id": planned.get("deployment_id"),
+        "build": str(planned.get("build") or ""),  # the metrics store's modelBuildCrn
         "replicas": [{"id": p["replica_id"], "url": p["url"]} for p in processes],
     }
     return routes.set_model(str(planned["model"]), entry)
@@ -80,6 +82,9 @@ def route_proxy(routes: RoutingTable, planned: Attributes, host: str) -> int:
             "max_request_bytes": planned["max_request_bytes"],
             # read deadlines; a state written before they existed leaves them to the proxy's defaults
             **{k: planned[k] for k in ("header_timeout", "body_timeout", "keepalive_timeout") if k in planned},
+            # the proxy writes the metrics store: {"dsn_env": VAR} when planned, else SQLite beside the
+            # routes file (a relative path: wherever the proxy sees the file, in a container too)
+            "metrics_store": planned.get("metrics_store") or {"url": f"sqlite:{METRICS_DB}"},
         }
         data["listen"] = {"host": host, "port": planned["port"]}
         data["api_keys"] = {

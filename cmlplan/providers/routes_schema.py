@@ -36,6 +36,18 @@ ROUTES_SCHEMA: dict[str, Any] = {
                 "header_timeout": _SECONDS,
                 "body_timeout": _SECONDS,
                 "keepalive_timeout": _SECONDS,
+                "metrics_store": {
+                    "description": "Where the proxy writes model metrics: a SQLite file, or a PostgreSQL DSN "
+                    "read from the proxy's environment variable (no password in this file).",
+                    "oneOf": [
+                        {"type": "object", "additionalProperties": False, "required": ["url"],
+                         "properties": {"url": {"type": "string", "pattern": "^sqlite:."}}},
+                        {"type": "object", "additionalProperties": False, "required": ["dsn_env"],
+                         "properties": {"dsn_env": _NAME}},
+                    ],
+                },
+                "metrics_retention_days": _SECONDS,
+                "technical_flush_seconds": _SECONDS,
             },
         },
         "listen": {
@@ -81,6 +93,7 @@ ROUTES_SCHEMA: dict[str, Any] = {
                 "authentication": {"type": "boolean"},
                 "stopped": {"type": "boolean"},
                 "deployment_id": {"type": ["integer", "null"]},
+                "build": {"type": "string", "description": "the build serving now (the metrics store's modelBuildCrn)"},
                 "replicas": {
                     "type": "array",
                     "items": {

@@ -10,7 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
+from ..store import StoreError
 from .live_routes import LiveRoutes
+from .recorder import Recorder, store_url
 from .routes import RoutesError
 from .server import bind_socket, run
 
@@ -38,7 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("cmlplan.proxy").info(
         "serving on http://%s:%d, routes generation %d", args.host, args.port, routes.table.generation
     )
-    run(routes, sock)
+    try:
+        url = store_url(routes.table, args.routes)
+    except StoreError as exc:  # predictions are still served; metrics calls answer this
+        logging.getLogger("cmlplan.proxy").error("%s", exc)
+        recorder = Recorder(None)
+        recorder.error = str(exc)
+    else:
+        recorder = Recorder(url)
+    recorder.start()
+    run(routes, sock, recorder)
 
 
 if __name__ == "__main__":

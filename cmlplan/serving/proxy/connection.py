@@ -64,6 +64,7 @@ class Request:
         "size",
         "error",
         "at_replica",
+        "replica",
         "task",
     )
 
@@ -80,6 +81,7 @@ class Request:
         self.size = 0
         self.error: ProxyError | None = None  # answer this instead of handling the request
         self.at_replica = False  # a replica started on it: it runs to the end whatever the client does
+        self.replica = ""  # the id of the replica that answered it, for the technical metrics
         self.task: asyncio.Task[None] | None = None
 
     def body(self) -> bytes:

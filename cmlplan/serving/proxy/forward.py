@@ -10,18 +10,19 @@ from typing import Protocol
 
 from .errors import ProxyError
 from .pool import Pool
-from .upstream import Retry, Upstream
+from .upstream import Answer, Retry, Upstream
 
 
 class Call(Protocol):
     """The request being forwarded: ``at_replica`` tells its connection it may no longer be dropped."""
 
     at_replica: bool
+    replica: str
 
 
 async def forward(
     upstream: Upstream, pool: Pool, body: bytes, busy_timeout: float, request_timeout: float, call: Call
-) -> tuple[int, bytes]:
+) -> Answer:
     deadline = monotonic() + busy_timeout
     retrying = False
     while True:
@@ -30,6 +31,7 @@ async def forward(
         if replica is None:
             raise _no_replica(pool, busy_timeout)
         call.at_replica = True
+        call.replica = replica.id
         try:
             reply = await upstream.predict(replica, body, pool.address, request_timeout)
         except Retry as retry:

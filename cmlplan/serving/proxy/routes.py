@@ -46,6 +46,12 @@ class ModelRoute:
     stopped: bool
     deployment_id: int | None
     pool: Pool
+    build: str = ""  # the build serving now, for the metrics store's modelBuildCrn
+
+    @property
+    def deployment(self) -> str:
+        """The deployment's name in the metrics store (CML's modelDeploymentCrn)."""
+        return f"{self.address}/deployments/{self.deployment_id or 0}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,11 @@ class RoutingTable:
     models: dict[str, ModelRoute]
     api_keys: dict[str, ApiKey]
     projects: dict[str, dict[str, str]]
+    # the metrics store: {"url": "sqlite:PATH"} or {"dsn_env": VAR} (a PostgreSQL DSN from the
+    # proxy's environment, so no password is in this file); read once, at the proxy's start
+    metrics_store: dict[str, str] | None = None
+    metrics_retention_days: float = 14.0  # minute cells older than this are rolled up into hours
+    technical_flush_seconds: float = 10.0  # how often the proxy writes its technical counts
 
     def key_hash(self, key: str) -> str:
         # surrogatepass: a "\ud800" escape in the JSON is a key that matches nothing, not a 500;
@@ -75,6 +86,18 @@ class RoutingTable:
 
     def is_collaborator(self, project: str, user: str) -> bool:
         return user in self.projects.get(project, ())
+
+    def role(self, project: str, user: str) -> str | None:
+        return self.projects.get(project, {}).get(user)
+
+    def find_route(self, address: str | None, deployment: str | None) -> ModelRoute | None:
+        """The model by address or deployment name (for the metrics API)."""
+        for route in self.models.values():
+            if (address is None or route.address == address) and (
+                deployment is None or route.deployment == deployment
+            ):
+                return route
+        return None
 
     def pools(self) -> list[Pool]:
         return list({id(route.pool): route.pool for route in self.models.values()}.values())
@@ -117,6 +140,15 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
         for name, members in _object(doc.get("projects", {}), "projects").items()
     }
     models = _bind(specs, previous)
+    store = proxy.get("metrics_store")
+    if store is not None:
+        store = _object(store, "proxy.metrics_store")
+        _require(
+            len(store) == 1 and ("url" in store or "dsn_env" in store),
+            'proxy.metrics_store must be {"url": "sqlite:PATH"} or {"dsn_env": VAR}',
+        )
+        for field, value in store.items():
+            _str(value, f"proxy.metrics_store.{field}")
     return RoutingTable(
         generation,
         salt,
@@ -129,6 +161,9 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
         models,
         api_keys,
         projects,
+        store,
+        _positive(proxy.get("metrics_retention_days", 14.0), "proxy.metrics_retention_days"),
+        _positive(proxy.get("technical_flush_seconds", 10.0), "proxy.technical_flush_seconds"),
     )
 
 
@@ -151,6 +186,7 @@ def _model_spec(key_hash: str, raw: Any) -> dict[str, Any]:
         "authentication": _bool(model.get("authentication", True), f"{where}.authentication"),
         "stopped": _bool(model.get("stopped", False), f"{where}.stopped"),
         "deployment_id": None if deployment_id is None else _int(deployment_id, f"{where}.deployment_id"),
+        "build": str(model.get("build") or ""),
         "replicas": pairs,
     }
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 
 import uvloop
 
@@ -18,10 +19,12 @@ from .handler import Handler
 from .hub import Hub, connection_cap, raise_fd_limit
 from .live_routes import LiveRoutes
 from .metrics import ProxyMetrics
+from .recorder import Recorder
 from .upstream import Upstream
 
 GRACEFUL_SHUTDOWN_SECONDS = 35
 BACKLOG = 2048
+SWITCH_INTERVAL = 0.0005
 
 log = logging.getLogger("cmlplan.proxy")
 
@@ -37,13 +40,20 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(routes: LiveRoutes, sock: socket.socket) -> None:
+def run(routes: LiveRoutes, sock: socket.socket, recorder: Recorder | None = None) -> None:
     cap = connection_cap(raise_fd_limit())
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(routes, sock, cap))
+    recorder = recorder or Recorder(None)
+    # The metrics writer thread needs the GIL for a moment per batch while the loop is busy; at the
+    # default 5 ms switch interval each group commit would add two such waits to every answer.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(routes, sock, cap, recorder))
+    finally:
+        recorder.stop()
 
 
-async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int) -> None:
+async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Recorder) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, routes.reload)
@@ -51,7 +61,12 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     routes.reload_if_changed()
     metrics = ProxyMetrics(routes.busy_by_model, lambda: routes.table.generation)
-    handler = Handler(routes, Upstream(), metrics)
+    handler = Handler(routes, Upstream(), metrics, recorder)
+    technical = handler.technical
+    technical.flush_seconds = routes.table.technical_flush_seconds
+    technical.retention_ms = int(routes.table.metrics_retention_days * 86_400_000)
+    metrics.registry.register(technical)
+    technical.start()
     hub = Hub(routes, handler, cap)
     metrics.connections_source = hub.__len__
     server = await loop.create_server(lambda: Connection(hub), sock=sock, backlog=BACKLOG)
@@ -62,5 +77,6 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int) -> None:
     server.close()
     await hub.shut_down(GRACEFUL_SHUTDOWN_SECONDS)
     await handler.shut_down()
+    await technical.stop()  # the last counts reach the store before the writer stops
     for pool in routes.table.pools():
         pool.close()

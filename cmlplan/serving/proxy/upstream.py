@@ -5,7 +5,8 @@ one connection per replica is all a proxy process needs: no connection pool, no 
 The request is written in one piece and the reply parsed with httptools.
 
 Outcomes of one call:
-- the replica's own answer (200 success, 500 model.exception, 400) -> passed through as bytes;
+- the replica's own answer (200 success, 500 model.exception, 400) -> passed through as bytes,
+  with the metrics the model tracked (the ``x-cmlplan-metrics`` header) for the store;
 - ``Retry``: the replica could not take the request (no connection within CONNECT_TIMEOUT, or
   429 replica.busy because another proxy process holds it) -> try another replica;
 - ``ProxyError`` 504 model.timeout (no answer within request_timeout) or 502 replica.failed
@@ -33,6 +34,9 @@ BUSY_COOLDOWN = 0.02  # poll interval for a replica busy with another proxy proc
 CONNECT_TIMEOUT = 1.0  # a healthy replica on this host or network accepts far sooner
 KEEP_ALIVE_SECONDS = 60.0  # shorter than the replica's own keep-alive, so we close first
 _PASS_THROUGH = frozenset({200, 400, 500})
+METRICS_HEADER = b"x-cmlplan-metrics"  # what the model tracked: {"uuid", "replica", "metrics"}
+
+Answer = tuple[int, bytes, bytes | None]  # status, body, tracked metrics (JSON) or None
 
 
 class Retry(Exception):
@@ -57,12 +61,13 @@ class ReplicaConnection(asyncio.Protocol):
         self.last_used = monotonic()
         self._parser = httptools.HttpResponseParser(self)
         self._chunks: list[bytes] = []
-        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._metrics: bytes | None = None
+        self._waiter: asyncio.Future[Answer] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
+    def send(self, data: bytes) -> asyncio.Future[Answer]:
         assert self.transport is not None and self._waiter is None
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
@@ -74,12 +79,17 @@ class ReplicaConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail("the replica answered something that is not HTTP")
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 17 and name.lower() == METRICS_HEADER:
+            self._metrics = value
+
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
         body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks = []
+        metrics, self._metrics = self._metrics, None
         waiter, self._waiter = self._waiter, None
         keep = self._parser.should_keep_alive()
         if waiter is None:  # an answer nobody asked for: the connection is out of step
@@ -89,7 +99,7 @@ class ReplicaConnection(asyncio.Protocol):
             self.close()
         self.last_used = monotonic()
         if not waiter.done():
-            waiter.set_result((self._parser.get_status_code(), body))
+            waiter.set_result((self._parser.get_status_code(), body, metrics))
 
     def eof_received(self) -> bool:
         self._fail("the replica closed the connection")
@@ -115,8 +125,8 @@ class ReplicaConnection(asyncio.Protocol):
 class Upstream:
     """Opens, reuses and drops the replicas' connections."""
 
-    async def predict(self, replica: Replica, body: bytes, address: str, timeout: float) -> tuple[int, bytes]:
-        """POST body to the replica's /predict: (status, body) to pass through, or raise."""
+    async def predict(self, replica: Replica, body: bytes, address: str, timeout: float) -> Answer:
+        """POST body to the replica's /predict: (status, body, tracked metrics) to pass through, or raise."""
         started = monotonic()
         conn = replica.conn
         if conn is None or conn.closed or started - conn.last_used > KEEP_ALIVE_SECONDS:
@@ -132,7 +142,7 @@ class Upstream:
         waiter = conn.send(b"%s%d\r\n\r\n%s" % (head, len(body), body))
         timer = loop.call_later(max(0.0, timeout - (monotonic() - started)), _expire, waiter)
         try:
-            status, payload = await waiter
+            status, payload, metrics = await waiter
         except TimeoutError:
             conn.close()
             log.warning("%s: replica %s did not answer within %.1fs", address, replica.id, timeout)
@@ -150,7 +160,7 @@ class Upstream:
         finally:
             timer.cancel()
         if status in _PASS_THROUGH:
-            return status, payload
+            return status, payload, metrics
         if status == 429:
             raise Retry(BUSY_COOLDOWN, down=False)
         log.warning("%s: replica %s answered unexpected status %d", address, replica.id, status)
@@ -181,6 +191,6 @@ def _request_head(url: str) -> bytes:
     return b"POST /predict HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: " % host
 
 
-def _expire(waiter: asyncio.Future[tuple[int, bytes]]) -> None:
+def _expire(waiter: asyncio.Future[Answer]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..metrics.shim import SHIM_DIR
 from .app import ReplicaApp
 from .limits import limit_memory
 from .loader import ModelLoadError, load_model
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = PredictionWorker()  # its thread stack is mapped before the memory limit applies
     if args.memory_bytes is not None:
         limit_memory(args.memory_bytes)
+    sys.path.append(str(SHIM_DIR))  # ``import cdsw`` for CML model code; a project's own cdsw wins
     try:
         predict = load_model(args.source, args.file, args.function)
     except ModelLoadError as exc:

@@ -52,12 +52,12 @@ class ReplicaApp:
             if body is None:
                 return
             prediction_id = str(uuid.uuid4())
-            status, reply = await self.worker.run(
+            status, reply, metrics = await self.worker.run(
                 partial(predict_reply, self.predict, body, self.replica_id, prediction_id), prediction_id
             )
         finally:
             self.busy = False
-        await send_json(send, status, reply)
+        await send_json(send, status, reply, metrics)
 
     def _health(self) -> bytes:
         return json.dumps({"status": "ok", "replica_id": self.replica_id, "busy": self.busy}).encode()

@@ -2,34 +2,45 @@
 
 Parsing, the model call and JSON encoding all happen off the event loop, so a large payload or a
 slow ``json.dumps`` never delays /healthz. The success body is encoded exactly once here and the
-proxy passes it through to the client unchanged.
+proxy passes it through to the client unchanged. Metrics the model tracked travel separately, as
+the ``x-cmlplan-metrics`` header value (``{"uuid", "replica", "metrics"}``), for the proxy to store.
 """
 
 import json
 import logging
 import uuid
 
+from ..metrics import tracking
 from .loader import ModelFunction
 
 log = logging.getLogger("cmlplan.replica")
 
-Reply = tuple[int, bytes]
+Reply = tuple[int, bytes, bytes | None]  # status, body, tracked metrics
 
 
 def predict_reply(
     predict: ModelFunction, raw_body: bytes, replica_id: str, prediction_id: str | None = None
 ) -> Reply:
-    """Run the model on the JSON request and return (HTTP status, JSON body). Never raises."""
+    """Run the model on the JSON request and return (HTTP status, JSON body, metrics). Never raises.
+
+    Metrics are kept for a failed prediction too: what the model tracked before failing is data.
+    """
     prediction_id = prediction_id or str(uuid.uuid4())
     try:
         args = json.loads(raw_body)
     except ValueError as exc:
-        return 400, _error("request.invalid", f"body is not valid JSON: {exc}", replica_id, prediction_id)
+        body = _error("request.invalid", f"body is not valid JSON: {exc}", replica_id, prediction_id)
+        return 400, body, None
+    prediction = tracking.begin(prediction_id)
     try:
         value = predict(args)
     except BaseException as exc:  # a model calling sys.exit() must not take the replica down
         log.error("prediction %s failed", prediction_id, exc_info=exc)
-        return 500, _error("model.exception", _describe(exc), replica_id, prediction_id)
+        tracking.finish()
+        body = _error("model.exception", _describe(exc), replica_id, prediction_id)
+        return 500, body, prediction.encoded(replica_id)
+    tracking.finish()
+    metrics = prediction.encoded(replica_id)
     try:
         body = json.dumps(
             {"success": True, "response": value, "ReplicaID": replica_id, "uuid": prediction_id}
@@ -37,8 +48,8 @@ def predict_reply(
     except (TypeError, ValueError, RecursionError) as exc:
         message = f"{type(exc).__name__}: the model's return value is not JSON serialisable: {exc}"
         log.error("prediction %s returned a value that cannot be encoded: %s", prediction_id, exc)
-        return 500, _error("model.exception", message, replica_id, prediction_id)
-    return 200, body.encode()
+        return 500, _error("model.exception", message, replica_id, prediction_id), metrics
+    return 200, body.encode(), metrics
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,9 +9,14 @@ Send = Callable[[Message], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    """Send a complete JSON response in two ASGI messages."""
+METRICS_HEADER = b"x-cmlplan-metrics"
+
+
+async def send_json(send: Send, status: int, body: bytes, metrics: bytes | None = None) -> None:
+    """Send a complete JSON response in two ASGI messages; ``metrics`` goes in METRICS_HEADER."""
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if metrics is not None:
+        headers.append((METRICS_HEADER, metrics))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

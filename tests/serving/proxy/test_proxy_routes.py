@@ -84,12 +84,29 @@ def test_reload_keeps_pools_and_replicas_by_identity(tmp_path):
             "must start with http://",
         ),
         ({"api_keys": {"k": {"name": "n", "user": "u", "expires_at": "2030-01-01T00:00:00"}}}, "UTC offset"),
+        ({"proxy": {"metrics_store": "sqlite:x"}}, "proxy.metrics_store must be an object"),
+        ({"proxy": {"metrics_store": {"dsn": "postgresql://u:p@h/d"}}}, 'must be {"url": "sqlite:PATH"} or {"dsn_env": VAR}'),
+        ({"proxy": {"metrics_store": {"dsn_env": ""}}}, "proxy.metrics_store.dsn_env must be a non-empty string"),
+        ({"proxy": {"metrics_retention_days": 0}}, "metrics_retention_days must be a positive number"),
     ],
 )
 def test_invalid_files_raise_one_line(tmp_path, overrides, message):
     with pytest.raises(RoutesError, match=message) as caught:
         load_table(write(tmp_path, document(**overrides)))
     assert "\n" not in str(caught.value)
+
+
+def test_metrics_settings_and_the_deployment_name_in_the_store(tmp_path):
+    doc = document()
+    doc["proxy"].update(metrics_store={"dsn_env": "METRICS_DSN"}, metrics_retention_days=3, technical_flush_seconds=1)
+    doc["models"]["h1"]["build"] = "4"
+    table = load_table(write(tmp_path, doc))
+    assert table.metrics_store == {"dsn_env": "METRICS_DSN"}
+    assert (table.metrics_retention_days, table.technical_flush_seconds) == (3.0, 1.0)
+    model = table.models["h1"]
+    assert (model.build, model.deployment) == ("4", "model.p/m/deployments/2")
+    assert table.find_route(None, "model.p/m/deployments/2") is model and table.find_route("model.x", None) is None
+    assert load_table(write(tmp_path, document())).metrics_store is None
 
 
 def test_failed_reload_does_not_touch_the_running_pools(tmp_path):

@@ -1,0 +1,247 @@
+"""Model metrics: serving throughput with per-prediction tracking on vs off, and read_metrics speed.
+
+1. Throughput. One proxy (SQLite metrics store, synchronous=FULL, so every tracked prediction is on
+   disk before its answer leaves) in front of two replicas of ``plain`` (tracks nothing) and two of
+   ``tracked`` (``track_metrics`` with three keys per call). Both are loaded with the same bounded
+   aiohttp generator at ``--concurrency``, in ``--rounds`` alternating turns of ``--duration`` s
+   so a shared machine does not favour one; the 2xx throughputs are summed and compared.
+2. Reads. ``--predictions`` rows (1,000,000 by default) spread evenly over 24 hours are written to a
+   fresh SQLite store; then a one-hour window is read ``--reads`` times straight from the store
+   and through the proxy's ``POST /metrics/read`` (what ``read_metrics`` calls), median printed.
+
+Numbers are printed side by side; nothing here asserts on time.
+
+    .venv/bin/python bench/metrics.py
+    .venv/bin/python bench/metrics.py --duration 3 --rounds 2 --predictions 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cmlplan.serving.store import PredictionRow, open_store  # noqa: E402
+
+PYTHON = sys.executable
+SALT = "bench"
+MODEL = """
+from cmlplan.serving.metrics import track_metrics
+
+def plain(args):
+    return {"risk": args["tenure"] / 100}
+
+def tracked(args):
+    track_metrics({"tenure": args["tenure"], "plan": args["plan"], "risk": args["tenure"] / 100})
+    return {"risk": args["tenure"] / 100}
+"""
+MODEL_ADDRESS = "model.churn/risk"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256((SALT + key).encode()).hexdigest()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} not healthy after {timeout}s")
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        return subprocess.Popen([PYTHON, *args], cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def replica(work: Path, function: str, index: int, procs: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+    port = free_port()
+    rid = f"{function}-{index}"
+    args = ["-m", "cmlplan.serving.replica", "--source", str(work), "--file", "model.py",
+            "--function", function, "--port", str(port), "--replica-id", rid]  # fmt: skip
+    proc = start(args, work / f"{rid}.log")
+    procs.append(proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc)
+    return {"id": rid, "url": url}
+
+
+def routes(work: Path, replicas: dict[str, list[dict[str, str]]], store: Path | None) -> Path:
+    models = {
+        key_hash(f"ak-{name}"): {"address": f"{MODEL_ADDRESS}-{name}", "project": "churn", "name": name,
+                                 "authentication": False, "deployment_id": 1, "replicas": members}
+        for name, members in replicas.items()
+    }  # fmt: skip
+    document = {
+        "version": 1, "generation": 1, "salt": SALT, "models": models,
+        "proxy": {"busy_timeout": 30, "request_timeout": 30,
+                  **({"metrics_store": {"url": f"sqlite:{store}"}} if store else {})},
+        "api_keys": {key_hash("api-bench"): {"name": "bench", "user": "alice"}},
+        "projects": {"churn": {"alice": "viewer"}},
+    }  # fmt: skip
+    path = work / "routes.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+async def load(url: str, body: bytes, concurrency: int, duration: float) -> tuple[int, int]:
+    ok = failed = 0
+    deadline = time.monotonic() + duration
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal ok, failed
+            while time.monotonic() < deadline:
+                async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
+                    await r.read()
+                    if r.status == 200:
+                        ok += 1
+                    else:
+                        failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok, failed
+
+
+def throughput(work: Path, args: argparse.Namespace) -> None:
+    (work / "model.py").write_text(MODEL)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        members = {name: [replica(work, name, i, procs) for i in range(2)] for name in ("plain", "tracked")}
+        store = work / "tracking.db"
+        port = free_port()
+        table = routes(work, members, None if args.no_store else store)
+        proxy = start(["-m", "cmlplan.serving.proxy", "--routes", str(table),
+                       "--port", str(port)], work / "proxy.log")  # fmt: skip
+        procs.append(proxy)
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proxy)
+        totals = {"plain": [0, 0], "tracked": [0, 0]}
+        for _ in range(args.rounds):
+            for name in ("plain", "tracked"):
+                body = json.dumps({"accessKey": f"ak-{name}", "request": {"tenure": 7, "plan": "gold"}}).encode()
+                ok, failed = asyncio.run(load(base + "/model", body, args.concurrency, args.duration))
+                totals[name][0] += ok
+                totals[name][1] += failed
+        seconds = args.rounds * args.duration
+        rps = {name: ok / seconds for name, (ok, _f) in totals.items()}
+        stored = 0 if args.no_store else open_store(f"sqlite:{store}").execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        print(f"throughput, concurrency {args.concurrency}, {args.rounds} x {args.duration:g}s each:")
+        for name in ("plain", "tracked"):
+            print(f"  {name:8s} {rps[name]:8.0f} req/s  (non-200: {totals[name][1]})")
+        print(f"  tracked predictions stored: {stored} (of {totals['tracked'][0]} answered)")
+        print(f"  kept with tracking on: {rps['tracked'] / rps['plain']:.1%}  (target >= 90%)")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def reads(work: Path, args: argparse.Namespace) -> None:
+    path = work / "million.db"
+    store = open_store(f"sqlite:{path}")
+    store.migrate()
+    day_ms = 24 * 3600 * 1000
+    t0 = int(time.time() * 1000) - day_ms
+    step = day_ms / args.predictions
+    began = time.monotonic()
+    batch = []
+    for i in range(args.predictions):
+        metrics = json.dumps({"tenure": i % 72, "plan": "gold", "risk": (i % 100) / 100})
+        batch.append(PredictionRow(f"{i:012d}", "churn", MODEL_ADDRESS, f"{MODEL_ADDRESS}/deployments/1",
+                                   "1", "r0", t0 + int(i * step), metrics))  # fmt: skip
+        if len(batch) == 50_000:
+            store.insert_predictions(batch)
+            store.commit()
+            batch = []
+    if batch:
+        store.insert_predictions(batch)
+        store.commit()
+    print(f"\nreads: {args.predictions} predictions over 24h written in {time.monotonic() - began:.1f}s")
+    start_ms = t0 + 12 * 3600 * 1000
+    end_ms = start_ms + 3600 * 1000
+    direct = []
+    for _ in range(args.reads):
+        began = time.perf_counter()
+        answer = store.read_json(model=MODEL_ADDRESS, deployment=None, build=None, start_ms=start_ms, end_ms=end_ms)
+        direct.append(time.perf_counter() - began)
+        store.rollback()
+    store.close()
+    rows = json.loads(answer)["metrics"]
+    print(f"  1-hour window: {len(rows)} predictions")
+    print(f"  store.read_json      median {statistics.median(direct) * 1000:7.1f} ms  (target < 200 ms)")
+    port = free_port()
+    members = [{"id": "none", "url": "http://127.0.0.1:9"}]
+    document = json.loads(routes(work, {"x": members}, path).read_text())
+    document["models"][key_hash("ak-x")]["address"] = MODEL_ADDRESS
+    (work / "routes.json").write_text(json.dumps(document))
+    proxy = start(["-m", "cmlplan.serving.proxy", "--routes", str(work / "routes.json"), "--port", str(port)],
+                  work / "proxy-read.log")  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proxy)
+        query = json.dumps({"model": MODEL_ADDRESS, "start_timestamp_ms": start_ms, "end_timestamp_ms": end_ms})
+        over_http = []
+        for _ in range(args.reads):
+            request = urllib.request.Request(base + "/metrics/read", data=query.encode(), method="POST",
+                                             headers={"authorization": "Bearer api-bench"})  # fmt: skip
+            began = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                answered = json.loads(reply.read())
+            over_http.append(time.perf_counter() - began)
+        assert len(answered["metrics"]) == len(rows)
+        print(f"  POST /metrics/read   median {statistics.median(over_http) * 1000:7.1f} ms  (SDK's path, JSON decode included)")
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--predictions", type=int, default=1_000_000)
+    parser.add_argument("--reads", type=int, default=5)
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--no-store", action="store_true", help="no store: the replica-side cost of tracking alone")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cmlplan-bench-metrics-") as tmp:
+        work = Path(tmp)
+        if not args.skip_throughput:
+            throughput(work, args)
+        reads(work, args)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

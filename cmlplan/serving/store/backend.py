@@ -1,0 +1,347 @@
+"""One connection to the store, SQLite or PostgreSQL, behind the same few statements.
+
+``open_store("sqlite:/path/metrics.db")`` or ``open_store("postgresql://...")``. A Store is used by
+one thread only: the proxy opens one for its writer thread and one for reads. Every database
+failure (disk full, read-only file, server gone) becomes StoreError with one line saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .records import PredictionRow, UnknownPrediction, WrongProject
+from .schema import MIGRATIONS
+from .technical import HOUR_MS, MINUTE_MS, Bucket
+
+SQLITE_PREFIX = "sqlite:"
+BUSY_TIMEOUT_MS = 5000
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (full, read-only, unreachable, corrupt)."""
+
+
+def open_store(url: str) -> Store:
+    if url.startswith(SQLITE_PREFIX):
+        return Store.sqlite(Path(url[len(SQLITE_PREFIX) :]))
+    if url.startswith(("postgresql://", "postgres://")):
+        return Store.postgres(url)
+    raise StoreError("the metrics store must be 'sqlite:PATH' or a postgresql:// DSN")
+
+
+def describe(url: str) -> str:
+    """The store's location without a password, for logs and errors."""
+    if url.startswith(SQLITE_PREFIX):
+        return url
+    head, _, tail = url.partition("@")
+    return f"postgresql://…@{tail}" if tail else "postgresql://…"
+
+
+class Store:
+    def __init__(self, conn: Any, dialect: str, errors: tuple[type[BaseException], ...]) -> None:
+        self._conn = conn
+        self.dialect = dialect
+        self._errors = errors
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the metrics store {path}: {exc}") from None
+        return cls(conn, "sqlite", (sqlite3.Error,))
+
+    @classmethod
+    def postgres(cls, dsn: str) -> Store:
+        import psycopg  # only the proxy of a workspace with a DSN needs it
+
+        try:
+            conn = psycopg.connect(dsn, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to the metrics store {describe(dsn)}: {_first_line(exc)}"
+            ) from None
+        return cls(conn, "postgres", (psycopg.Error,))
+
+    # ------------------------------------------------------------ plumbing
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect == "postgres" else statement
+
+    def execute(self, statement: str, params: Iterable[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(self._sql(statement), tuple(params))
+        except self._errors as exc:
+            raise StoreError(f"metrics store: {_first_line(exc)}") from None
+
+    def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            if self.dialect == "postgres":
+                with self._conn.cursor() as cursor:
+                    cursor.executemany(self._sql(statement), rows)
+            else:
+                self._conn.executemany(statement, rows)
+        except self._errors as exc:
+            raise StoreError(f"metrics store: {_first_line(exc)}") from None
+
+    def commit(self) -> None:
+        try:
+            self._conn.commit()
+        except self._errors as exc:
+            raise StoreError(f"metrics store: {_first_line(exc)}") from None
+
+    def rollback(self) -> None:
+        with contextlib.suppress(*self._errors):  # a broken connection: the next statement says so
+            self._conn.rollback()
+
+    def close(self) -> None:
+        with contextlib.suppress(*self._errors):
+            self._conn.close()
+
+    def migrate(self) -> int:
+        """Apply the migrations not yet applied; returns the schema version now in force."""
+        self.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        row = self.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                self.execute(statement)
+            self.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            current = version
+        self.commit()
+        return current
+
+    # ------------------------------------------------------------ writes (the proxy's writer thread)
+
+    def insert_predictions(self, rows: list[PredictionRow]) -> None:
+        self.executemany(
+            "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
+            [
+                (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics)
+                for r in rows
+            ],
+        )
+
+    def add_delayed(self, prediction_uuid: str, metrics: dict[str, Any], writable: frozenset[str]) -> str:
+        """Merge metrics into a stored prediction; returns its project. Raises Unknown/WrongProject."""
+        row = self.execute(
+            "SELECT project, metrics FROM predictions WHERE uuid = ?", (prediction_uuid,)
+        ).fetchone()
+        if row is None:
+            raise UnknownPrediction(prediction_uuid)
+        project, stored = row
+        if project not in writable:
+            raise WrongProject(project)
+        merged = {**json.loads(stored), **metrics}
+        self.execute("UPDATE predictions SET metrics = ? WHERE uuid = ?", (_dumps(merged), prediction_uuid))
+        return project
+
+    def add_aggregate(
+        self,
+        aggregate_id: str,
+        route: tuple[str, str, str, str],
+        start_ms: int,
+        end_ms: int,
+        metrics: dict[str, Any],
+    ) -> None:
+        project, model, deployment, build = route
+        self.execute(
+            "INSERT INTO aggregates (id, project, model, deployment, build, start_ms, end_ms, metrics) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (aggregate_id, project, model, deployment, build, start_ms, end_ms, _dumps(metrics)),
+        )
+
+    def put_technical(self, proxy: str, buckets: list[Bucket], resolution_ms: int = MINUTE_MS) -> None:
+        """Write this proxy's counts of these cells, replacing what it wrote for them before."""
+        self.executemany(
+            "INSERT INTO technical (model, project, replica, proxy, resolution_ms, bucket_ms, requests, "
+            "failures, request_bytes, response_bytes, total_seconds, histogram) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (model, replica, proxy, resolution_ms, bucket_ms) DO UPDATE SET "
+            "requests = excluded.requests, failures = excluded.failures, "
+            "request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes, "
+            "total_seconds = excluded.total_seconds, histogram = excluded.histogram",
+            [_technical_row(proxy, b, resolution_ms) for b in buckets],
+        )
+
+    def read_technical(
+        self, model: str, since_ms: int, until_ms: int, replica: str | None = None
+    ) -> list[tuple[int, Bucket]]:
+        """(resolution_ms, bucket) per replica and cell in [since, until), every proxy summed, in time order."""
+        where = "model = ? AND bucket_ms >= ? AND bucket_ms < ?"
+        params: list[Any] = [model, since_ms, until_ms]
+        if replica is not None:
+            where += " AND replica = ?"
+            params.append(replica)
+        rows = self.execute(
+            "SELECT resolution_ms, model, project, replica, bucket_ms, requests, failures, request_bytes, "
+            f"response_bytes, total_seconds, histogram FROM technical WHERE {where}",
+            params,
+        ).fetchall()
+        cells: dict[tuple[int, str, int], Bucket] = {}
+        for resolution, *fields in rows:
+            bucket = _bucket(fields)
+            key = (resolution, bucket.replica, bucket.bucket_ms)
+            if key in cells:
+                cells[key].merge(bucket)
+            else:
+                cells[key] = bucket
+        return [(key[0], cells[key]) for key in sorted(cells, key=lambda k: (k[2], k[1]))]
+
+    def roll_up(self, before_ms: int) -> int:
+        """Fold minute cells older than before_ms into hour cells; returns the minute rows folded."""
+        rows = self.execute(
+            "SELECT proxy, model, project, replica, bucket_ms, requests, failures, request_bytes, "
+            "response_bytes, total_seconds, histogram FROM technical WHERE resolution_ms = ? AND bucket_ms < ?",
+            (MINUTE_MS, before_ms),
+        ).fetchall()
+        if not rows:
+            return 0
+        hours: dict[tuple[str, str, str, int], Bucket] = {}
+        for proxy, *fields in rows:
+            minute = _bucket(fields)
+            hour = minute.bucket_ms - minute.bucket_ms % HOUR_MS
+            key = (proxy, minute.model, minute.replica, hour)
+            if key not in hours:
+                existing = self.execute(
+                    "SELECT model, project, replica, bucket_ms, requests, failures, request_bytes, "
+                    "response_bytes, total_seconds, histogram FROM technical "
+                    "WHERE proxy = ? AND model = ? AND replica = ? AND resolution_ms = ? AND bucket_ms = ?",
+                    (proxy, minute.model, minute.replica, HOUR_MS, hour),
+                ).fetchone()
+                hours[key] = _bucket(existing) if existing else Bucket(minute.model, minute.project, minute.replica, hour)
+            hours[key].merge(minute)
+        by_proxy: dict[str, list[Bucket]] = {}
+        for (proxy, *_rest), bucket in hours.items():
+            by_proxy.setdefault(proxy, []).append(bucket)
+        for proxy, buckets in by_proxy.items():
+            self.put_technical(proxy, buckets, HOUR_MS)
+        self.execute("DELETE FROM technical WHERE resolution_ms = ? AND bucket_ms < ?", (MINUTE_MS, before_ms))
+        return len(rows)
+
+    # ------------------------------------------------------------ reads
+
+    def read_json(
+        self,
+        *,
+        model: str | None,
+        deployment: str | None,
+        build: str | None,
+        start_ms: int | None,
+        end_ms: int | None,
+    ) -> bytes:
+        """``{"metrics": [...]}`` as bytes: what read_metrics answers, the same entries as ``read``.
+
+        The database writes each prediction's entry itself, stored metrics text spliced in
+        unparsed: parsing and re-encoding 40,000 metrics dicts in Python would be most of the time,
+        and the stored text is JSON the proxy encoded before writing it.
+        """
+        filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
+        quote = "json_quote" if self.dialect == "sqlite" else "to_json"
+        cast = "" if self.dialect == "sqlite" else "::text"
+
+        def q(column: str) -> str:
+            return f"{quote}({column}){cast}"
+
+        entry = (
+            f"""'{{"modelDeploymentCrn":' || {q("deployment")} || ',"modelBuildCrn":' || {q("build")} """
+            f"""|| ',"modelCrn":' || {q("model")} || ',"predictionUuid":' || {q("uuid")} """
+            """|| ',"startTimeStampMs":' || ts_ms || ',"endTimeStampMs":' || ts_ms """
+            """|| ',"metrics":' || metrics || '}'"""
+        )
+        rows = self.execute(
+            f"SELECT {entry} FROM predictions WHERE {filters} AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms",
+            (*params, low, high),
+        ).fetchall()
+        parts = [row[0] for row in rows]
+        for m, d, b, s0, s1, metrics in self._aggregates(filters, params, low, high):
+            parts.append(json.dumps(_entry(m, d, b, None, s0, s1, "{}"))[:-3] + metrics + "}")
+        return ('{"metrics":[' + ",".join(parts) + "]}").encode()
+
+    def read(
+        self,
+        *,
+        model: str | None,
+        deployment: str | None,
+        build: str | None,
+        start_ms: int | None,
+        end_ms: int | None,
+    ) -> list[dict[str, Any]]:
+        """Predictions stamped inside [start_ms, end_ms] in time order, then the aggregates overlapping it."""
+        filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
+        predictions = self.execute(
+            "SELECT uuid, model, deployment, build, ts_ms, metrics FROM predictions "
+            f"WHERE {filters} AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms",
+            (*params, low, high),
+        ).fetchall()
+        result = [_entry(m, d, b, u, t, t, s) for u, m, d, b, t, s in predictions]
+        result.extend(_entry(m, d, b, None, s0, s1, s) for m, d, b, s0, s1, s in self._aggregates(filters, params, low, high))
+        return result
+
+    def _aggregates(self, filters: str, params: list[Any], low: int, high: int) -> list[Any]:
+        return self.execute(
+            "SELECT model, deployment, build, start_ms, end_ms, metrics FROM aggregates "
+            f"WHERE {filters} AND end_ms >= ? AND start_ms <= ? ORDER BY start_ms",
+            (*params, low, high),
+        ).fetchall()
+
+
+def _filters(
+    model: str | None, deployment: str | None, build: str | None, start_ms: int | None, end_ms: int | None
+) -> tuple[str, list[Any], int, int]:
+    where, params = [], []
+    for column, value in (("model", model), ("deployment", deployment), ("build", build)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    low = 0 if start_ms is None else start_ms
+    high = 2**62 if end_ms is None else end_ms
+    return (" AND ".join(where) if where else "1 = 1"), params, low, high
+
+
+def _entry(
+    model: str, deployment: str, build: str, uuid: str | None, start: int, end: int, metrics: str
+) -> dict[str, Any]:
+    return {
+        "modelDeploymentCrn": deployment,
+        "modelBuildCrn": build,
+        "modelCrn": model,
+        "predictionUuid": uuid,
+        "startTimeStampMs": start,
+        "endTimeStampMs": end,
+        "metrics": json.loads(metrics),
+    }
+
+
+def _technical_row(proxy: str, b: Bucket, resolution_ms: int) -> tuple[Any, ...]:
+    histogram = _dumps({str(k): v for k, v in sorted(b.histogram.items())})
+    return (b.model, b.project, b.replica, proxy, resolution_ms, b.bucket_ms, b.requests, b.failures,
+            b.request_bytes, b.response_bytes, b.total_seconds, histogram)  # fmt: skip
+
+
+def _bucket(fields: Any) -> Bucket:
+    model, project, replica, bucket_ms, requests, failures, req, resp, total, histogram = fields
+    bins = {int(k): int(v) for k, v in json.loads(histogram).items()}
+    return Bucket(model, project, replica, int(bucket_ms), int(requests), int(failures), int(req), int(resp),
+                  float(total), bins)  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,60 @@
+"""Versioned migrations, portable between SQLite and PostgreSQL (``?`` placeholders, no autoincrement).
+
+A migration is applied once, in order, inside the transaction that records its version; never
+edit one that has shipped, add the next.
+"""
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE predictions (
+                uuid TEXT PRIMARY KEY,
+                project TEXT NOT NULL,
+                model TEXT NOT NULL,
+                deployment TEXT NOT NULL,
+                build TEXT NOT NULL,
+                replica TEXT NOT NULL,
+                ts_ms BIGINT NOT NULL,
+                metrics TEXT NOT NULL
+            )""",
+            "CREATE INDEX predictions_model_ts ON predictions (model, ts_ms)",
+            "CREATE INDEX predictions_deployment_ts ON predictions (deployment, ts_ms)",
+            """CREATE TABLE aggregates (
+                id TEXT PRIMARY KEY,
+                project TEXT NOT NULL,
+                model TEXT NOT NULL,
+                deployment TEXT NOT NULL,
+                build TEXT NOT NULL,
+                start_ms BIGINT NOT NULL,
+                end_ms BIGINT NOT NULL,
+                metrics TEXT NOT NULL
+            )""",
+            "CREATE INDEX aggregates_model_end ON aggregates (model, end_ms)",
+        ],
+    ),
+    (
+        2,
+        [
+            # one row per proxy process per cell: each proxy rewrites its own counts, reads sum them
+            """CREATE TABLE technical (
+                model TEXT NOT NULL,
+                project TEXT NOT NULL,
+                replica TEXT NOT NULL,
+                proxy TEXT NOT NULL,
+                resolution_ms BIGINT NOT NULL,
+                bucket_ms BIGINT NOT NULL,
+                requests BIGINT NOT NULL,
+                failures BIGINT NOT NULL,
+                request_bytes BIGINT NOT NULL,
+                response_bytes BIGINT NOT NULL,
+                total_seconds DOUBLE PRECISION NOT NULL,
+                histogram TEXT NOT NULL,
+                PRIMARY KEY (model, replica, proxy, resolution_ms, bucket_ms)
+            )""",
+            "CREATE INDEX technical_model_time ON technical (model, bucket_ms)",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]

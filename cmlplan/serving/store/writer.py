@@ -1,0 +1,132 @@
+"""The proxy's single writer: one thread, group commit, results handed back to the event loop.
+
+Requests put an operation on a queue and await its future; the thread takes everything queued,
+runs it in one transaction and commits once, so N concurrent predictions cost one fsync, and the
+event loop never waits on the disk. A refused operation (unknown UUID, other project) fails alone;
+a database error (full, read-only, connection lost) rolls the batch back and fails every
+operation in it with StoreError: nothing half-written, nothing already stored touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from .backend import Store, StoreError
+from .records import PredictionRow, UnknownPrediction, WrongProject
+
+log = logging.getLogger("cmlplan.proxy")
+
+MAX_BATCH = 1024
+Operation = Callable[[Store], Any]
+_REFUSALS = (UnknownPrediction, WrongProject, ValueError)
+_Item = tuple[Operation | PredictionRow, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+class StoreWriter:
+    def __init__(self, open_store: Callable[[], Store]) -> None:
+        """open_store runs on the writer thread; its StoreError surfaces from ``start``."""
+        self._open = open_store
+        self._queue: SimpleQueue[_Item | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="cmlplan-metrics-writer", daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: StoreError | None = None
+        self.batches = 0
+        self.operations = 0
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    async def submit(self, operation: Operation | PredictionRow) -> Any:
+        """Run operation(store) in the next batch; a PredictionRow is inserted with its batch's others."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((operation, loop, future))
+        return await future
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then end the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            store = self._open()
+            store.migrate()
+        except StoreError as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stopping = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._write(store, batch)
+                if stopping:
+                    return
+        finally:
+            store.close()
+
+    def _write(self, store: Store, batch: list[_Item]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            rows = [item[0] for item in batch if isinstance(item[0], PredictionRow)]
+            if rows:  # one executemany for the batch's predictions, before what may refer to them
+                store.insert_predictions(rows)  # type: ignore[arg-type]
+            for operation, _loop, _future in batch:
+                if isinstance(operation, PredictionRow):
+                    results.append((None, None))
+                    continue
+                try:
+                    results.append((operation(store), None))
+                except _REFUSALS as exc:
+                    results.append((None, exc))
+            store.commit()
+        except StoreError as exc:
+            store.rollback()
+            log.error("metrics store: %d writes refused: %s", len(batch), exc)
+            results = [(None, exc)] * len(batch)
+        except Exception as exc:  # a bug in an operation: fail the batch rather than the thread
+            store.rollback()
+            log.exception("metrics store: unexpected error in a batch of %d writes", len(batch))
+            results = [(None, StoreError(f"metrics store: unexpected error: {exc}"))] * len(batch)
+        self.batches += 1
+        self.operations += len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+        for (_op, loop, future), (result, error) in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((future, result, error))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody waits for these
+                loop.call_soon_threadsafe(_settle_all, settled)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)

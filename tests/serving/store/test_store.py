@@ -1,0 +1,165 @@
+"""The metrics store against both backends: schema, writes, reads, refusals, and a failing disk."""
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+
+from cmlplan.serving.store import PredictionRow, StoreError, UnknownPrediction, WrongProject, open_store
+from cmlplan.serving.store.schema import LATEST
+from cmlplan.serving.store.writer import StoreWriter
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / '.cmlplan' / 'metrics.db'}"
+    return request.getfixturevalue("postgres_dsn")
+
+
+def row(uuid, ts, model="model.churn", project="churn", metrics=None):
+    return PredictionRow(
+        uuid, project, model, f"{model}/deployments/1", "3", "r0", ts, json.dumps(metrics or {"p": 1})
+    )
+
+
+def test_migrations_apply_once_and_are_recorded(store_url):
+    store = open_store(store_url)
+    assert store.migrate() == LATEST
+    assert store.migrate() == LATEST  # a second start changes nothing
+    versions = store.execute("SELECT version FROM schema_version").fetchall()
+    assert [v for (v,) in versions] == list(range(1, LATEST + 1))
+    store.close()
+
+
+def test_read_returns_the_window_in_cml_shape(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    store.insert_predictions(
+        [row("a", 1000), row("b", 2000), row("c", 3000), row("x", 2000, model="model.other")]
+    )
+    store.add_aggregate(
+        "agg1", ("churn", "model.churn", "model.churn/deployments/1", "3"), 1500, 2500, {"auc": 0.8}
+    )
+    store.commit()
+    entries = store.read(model="model.churn", deployment=None, build=None, start_ms=1500, end_ms=2500)
+    assert [(e["predictionUuid"], e["startTimeStampMs"], e["endTimeStampMs"]) for e in entries] == [
+        ("b", 2000, 2000),
+        (None, 1500, 2500),
+    ]  # predictions in time order, then the aggregates
+    assert entries[0] == {
+        "modelDeploymentCrn": "model.churn/deployments/1",
+        "modelBuildCrn": "3",
+        "modelCrn": "model.churn",
+        "predictionUuid": "b",
+        "startTimeStampMs": 2000,
+        "endTimeStampMs": 2000,
+        "metrics": {"p": 1},
+    }
+    assert entries[1]["metrics"] == {"auc": 0.8}
+    spliced = store.read_json(model="model.churn", deployment=None, build=None, start_ms=1500, end_ms=2500)
+    assert json.loads(spliced) == {"metrics": entries}  # the fast path answers exactly the same
+    assert (
+        len(
+            store.read(
+                model=None, deployment="model.churn/deployments/1", build="3", start_ms=None, end_ms=None
+            )
+        )
+        == 4
+    )
+    store.close()
+
+
+def test_delayed_metrics_merge_and_refuse_unknown_or_foreign_predictions(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    store.insert_predictions([row("a", 1000, metrics={"score": 0.7})])
+    store.commit()
+    assert store.add_delayed("a", {"churned": True}, frozenset({"churn"})) == "churn"
+    store.commit()
+    with pytest.raises(UnknownPrediction):
+        store.add_delayed("nope", {"churned": True}, frozenset({"churn"}))
+    with pytest.raises(WrongProject):
+        store.add_delayed("a", {"churned": False}, frozenset({"other"}))
+    (entry,) = store.read(model="model.churn", deployment=None, build=None, start_ms=None, end_ms=None)
+    assert entry["metrics"] == {"score": 0.7, "churned": True}
+    store.close()
+
+
+def test_writer_group_commits_concurrent_writes_and_fails_refusals_alone(store_url):
+    writer = StoreWriter(lambda: open_store(store_url))
+    writer.start()
+
+    async def main():
+        writes = [writer.submit(lambda s, i=i: s.insert_predictions([row(f"u{i}", i)])) for i in range(200)]
+        await asyncio.gather(*writes)
+        refused = writer.submit(lambda s: s.add_delayed("missing", {"y": 1}, frozenset({"churn"})))
+        kept = writer.submit(lambda s: s.add_delayed("u1", {"y": 1}, frozenset({"churn"})))
+        results = await asyncio.gather(refused, kept, return_exceptions=True)
+        assert isinstance(results[0], UnknownPrediction)
+        assert results[1] == "churn"
+
+    asyncio.run(main())
+    writer.stop()
+    assert writer.operations == 202
+    assert writer.batches < writer.operations  # several writes shared a commit
+    store = open_store(store_url)
+    entries = store.read(model="model.churn", deployment=None, build=None, start_ms=None, end_ms=None)
+    assert len(entries) == 200
+    assert next(e for e in entries if e["predictionUuid"] == "u1")["metrics"] == {"p": 1, "y": 1}
+    store.close()
+
+
+def _refused_write_keeps_data(tmp_path, limit, match):
+    """A store that refuses writes (as SQLite does when read-only or full) keeps what it holds."""
+    path = tmp_path / "metrics.db"
+    store = open_store(f"sqlite:{path}")
+    store.migrate()
+    store.insert_predictions([row("kept", 1000)])
+    store.commit()
+    store.close()
+
+    def opened():
+        store = open_store(f"sqlite:{path}")
+        limit(store)
+        return store
+
+    writer = StoreWriter(opened)
+    writer.start()
+
+    async def main():
+        big = {"blob": "x" * 60000}
+        with pytest.raises(StoreError, match=match):
+            await writer.submit(
+                lambda s: s.insert_predictions([row(f"lost{i}", 2000, metrics=big) for i in range(50)])
+            )
+
+    asyncio.run(main())
+    writer.stop()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT uuid FROM predictions").fetchall() == [("kept",)]
+
+
+def test_a_read_only_store_refuses_writes_and_keeps_what_it_holds(tmp_path):
+    def read_only(store):
+        store.migrate()  # what the writer runs first must still work on a read-only store
+        store.execute("PRAGMA query_only = ON")
+
+    _refused_write_keeps_data(tmp_path, read_only, "readonly")
+
+
+def test_a_full_store_refuses_writes_and_keeps_what_it_holds(tmp_path):
+    def full(store):
+        (pages,) = store.execute("PRAGMA page_count").fetchone()
+        store.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    _refused_write_keeps_data(tmp_path, full, "full")
+
+
+def test_a_bad_store_url_is_one_clear_error():
+    with pytest.raises(StoreError, match="sqlite:PATH"):
+        open_store("mysql://nope")
+    with pytest.raises(StoreError, match=r"cannot connect .*postgresql://…@127.0.0.1:1/x") as info:
+        open_store("postgresql://user:s3cret@127.0.0.1:1/x")
+    assert "s3cret" not in str(info.value)
