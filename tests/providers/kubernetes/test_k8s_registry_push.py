@@ -16,13 +16,16 @@ from pathlib import Path
 import pytest
 from fakeapi import FakeKubernetes
 from k8sexamples import kubernetes_copy
-from test_k8s_provider import MODEL_OBJECT, PROXY_OBJECT, apply
+from test_k8s_provider import apply
 
 from cmlplan.providers import registry
 from cmlplan.providers.kubernetes.provider import KubernetesProvider
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 BASE_IMAGE = "cmlplan-local/python:3.11-bookworm"  # what the docker tests build from, offline
+
+
+WORKSPACE = "k8s-push"
 
 
 def _free_port() -> int:
@@ -89,23 +92,26 @@ def test_builds_are_pushed_and_the_pods_pull_them(
             f"{{namespace: ml, context: fake-ctx, kubeconfig: {kubeconfig}, image_registry: {local_registry}}}\n"
             f"  docker: {{base_image: {BASE_IMAGE}}}",
         )
+        # a workspace of its own: the docker provider's tests build images under add-numbers-demo's names
+        spec = directory / "cmlplan.yaml"
+        spec.write_text(spec.read_text().replace("name: add-numbers-demo", f"name: {WORKSPACE}"))
         from conftest import add_numbers_pods
 
         cluster.service_handler = add_numbers_pods
         output = apply(directory)
-        assert f"pushing {local_registry}/cmlplan/add-numbers-demo-numbers-add:1" in output
-        assert tags(local_registry, "cmlplan/add-numbers-demo-numbers-add") == ["1"]
-        deployment = cluster.get("Deployment", MODEL_OBJECT, "ml")
+        assert f"pushing {local_registry}/cmlplan/{WORKSPACE}-numbers-add:1" in output
+        assert tags(local_registry, f"cmlplan/{WORKSPACE}-numbers-add") == ["1"]
+        deployment = cluster.get("Deployment", f"cmlplan-{WORKSPACE}-numbers-add", "ml")
         assert deployment is not None
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
-            f"{local_registry}/cmlplan/add-numbers-demo-numbers-add:1"
+            f"{local_registry}/cmlplan/{WORKSPACE}-numbers-add:1"
         )
-        proxy = cluster.get("Deployment", PROXY_OBJECT, "ml")
+        proxy = cluster.get("Deployment", f"cmlplan-{WORKSPACE}-proxy", "ml")
         assert proxy is not None
         proxy_image = proxy["spec"]["template"]["spec"]["containers"][0]["image"]
         repository, _, tag = proxy_image.removeprefix(f"{local_registry}/").rpartition(":")
         assert tag in tags(local_registry, repository)
     finally:
         registry._FACTORIES.pop("kubernetes", None)
-        for image in (f"{local_registry}/cmlplan/add-numbers-demo-numbers-add:1", "cmlplan/add-numbers-demo-numbers-add:1"):
+        for image in (f"{local_registry}/cmlplan/{WORKSPACE}-numbers-add:1", f"cmlplan/{WORKSPACE}-numbers-add:1"):
             subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True, check=False)

@@ -168,14 +168,15 @@ def test_numbers_killed_replica_comes_back(numbers_ws: LiveWorkspace) -> None:
     processes = numbers_ws.state_show(DEPLOYMENT)["attributes"]["processes"]
     victim = processes[0]
     os.kill(int(victim["pid"]), signal.SIGKILL)
-    plan = numbers_ws.plan_json()
-    assert DEPLOYMENT in [d["address"] for d in plan["resource_drift"]]
 
     def restarted() -> bool:
         state, pid = numbers_ws.programs_via_subprocess().get(victim["name"], ("GONE", None))
         return state == "RUNNING" and pid not in (None, victim["pid"])
 
-    wait_for(restarted, timeout=15, what=f"supervisord to restart {victim['name']}")
+    plan = numbers_ws.plan_json()
+    # while it is down the plan says so; on a loaded machine supervisord may have restarted it already
+    assert DEPLOYMENT in [d["address"] for d in plan["resource_drift"]] or restarted(), plan["resource_drift"]
+    wait_for(restarted, timeout=60, what=f"supervisord to restart {victim['name']}")
     for _ in range(4):
         status, _body = numbers_ws.call(ADD, {"a": 1, "b": 2})
         assert status == 200
