@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakeapi import FakeKubernetes  # noqa: E402
-from k8sexamples import kubernetes_copy  # noqa: E402
+from k8sexamples import add_numbers_pods, kubernetes_copy  # noqa: E402
 
 from cmlplan.providers import registry  # noqa: E402
 from cmlplan.providers.base import ProviderContext  # noqa: E402
@@ -87,10 +87,3 @@ def k8s_ws(tmp_path: Path, cluster: FakeKubernetes, k8s_provider_factory: list[A
     )
     cluster.service_handler = add_numbers_pods
     return directory
-
-
-def add_numbers_pods(_service: str, path: str, body: Any) -> tuple[int, Any]:
-    """What add-numbers' pods answer through the service proxy: the model, computed."""
-    if path != "/predict":
-        return 404, {"message": f"no route {path}"}
-    return 200, {"success": True, "response": {"result": body["a"] + body["b"]}, "ReplicaID": "pod-0"}

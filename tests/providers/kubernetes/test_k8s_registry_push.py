@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakeapi import FakeKubernetes
-from k8sexamples import kubernetes_copy
+from k8sexamples import add_numbers_pods, kubernetes_copy
 from test_k8s_provider import apply
 
 from cmlplan.providers import registry
@@ -95,8 +95,6 @@ def test_builds_are_pushed_and_the_pods_pull_them(
         # a workspace of its own: the docker provider's tests build images under add-numbers-demo's names
         spec = directory / "cmlplan.yaml"
         spec.write_text(spec.read_text().replace("name: add-numbers-demo", f"name: {WORKSPACE}"))
-        from conftest import add_numbers_pods
-
         cluster.service_handler = add_numbers_pods
         output = apply(directory)
         assert f"pushing {local_registry}/cmlplan/{WORKSPACE}-numbers-add:1" in output
