@@ -181,7 +181,8 @@ async def apply_run(
         if follow is not None:
             follow.cancel()
     for address, error in result.failed.items():
-        report.failed[address] = str(error) if isinstance(error, CmlplanError) else f"{type(error).__name__}: {error}"
+        message = str(error) if isinstance(error, CmlplanError) else f"{type(error).__name__}: {error}"
+        report.failed[address] = message.removeprefix(f"{address}: ")  # the report is keyed by address
     for address in result.skipped:
         report.skipped[address] = result.root_cause(address)
     report.not_started = [*held_back, *result.not_started]
