@@ -17,6 +17,7 @@ The key is created on first need: when none is given and state records no keyed 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ..secrets import (
     is_legacy_fingerprint,
     legacy_fingerprint,
 )
+from ..specs import env_reference
 from ..state.document import StateDocument
 from ..values import UNKNOWN
 from .keys import FINGERPRINT_KEY_ENV, KeyFolder
@@ -173,7 +175,9 @@ def _get(state: StateDocument | None, address: str, path: Path_) -> Any:
 
 def apply_upgrades(state: StateDocument, upgrades: Mapping[str, Mapping[Path_, str]]) -> list[str]:
     """Rewrite the recorded fingerprints in ``upgrades`` (in memory; the next save writes them) and
-    drop the unsalted key fingerprints older cmlplan stored; returns the addresses changed."""
+    drop what older cmlplan derived from secrets without a key: the unsalted key fingerprints, and
+    (docker) the environment hashes of replicas whose environment holds ${env:} values. Returns the
+    addresses changed."""
     changed = []
     for address, resource in list(state.resources.items()):
         attributes = resource.attributes
@@ -182,6 +186,12 @@ def apply_upgrades(state: StateDocument, upgrades: Mapping[str, Mapping[Path_, s
             if old in attributes:
                 patched = patched if patched is not None else _deep_copy(attributes)
                 del patched[old]
+        if resource.kind == "deployment" and _legacy_env_hashes(attributes):
+            patched = patched if patched is not None else _deep_copy(attributes)
+            for process in patched["processes"]:
+                if isinstance(process, dict) and _LEGACY_ENV_HASH.match(str(process.get("env_hash", ""))):
+                    # the container keeps running; without a recorded hash its environment is not compared
+                    del process["env_hash"]
         for path, fresh in (upgrades.get(address) or {}).items():
             patched = patched if patched is not None else _deep_copy(attributes)
             _set(patched, path, fresh)
@@ -193,6 +203,21 @@ def apply_upgrades(state: StateDocument, upgrades: Mapping[str, Mapping[Path_, s
 
 # SHA-256(key)[:8], unsalted, stored by older cmlplan for output; a guessing oracle for a weak key
 _LEGACY_LABELS = {"model": ("access_key_fingerprint",), "apikey": ("key_fingerprint",)}
+
+
+# a docker replica's environment hash from before secret values were left out of it: 24 hex digits
+# of SHA-256(salt + the whole environment), so a weak secret in it could be guessed offline
+_LEGACY_ENV_HASH = re.compile(r"^[0-9a-f]{24}$")
+
+
+def _legacy_env_hashes(attributes: Mapping[str, Any]) -> bool:
+    env = attributes.get("env") or {}
+    if not isinstance(env, dict) or not any(isinstance(v, str) and env_reference(v) for v in env.values()):
+        return False
+    processes = attributes.get("processes")
+    return isinstance(processes, list) and any(
+        isinstance(p, dict) and _LEGACY_ENV_HASH.match(str(p.get("env_hash", ""))) for p in processes
+    )
 
 
 def _deep_copy(value: Any) -> Any:

@@ -212,3 +212,20 @@ def test_a_weak_user_key_is_refused_in_one_line_naming_the_spec(keyed_engine: En
     assert "\n" not in message and weak not in message
     assert "cmlplan.yaml:34:1: apikey.alice-ci: spec.value: the key is too weak" in message
     assert "secrets.token_urlsafe(32)" in message
+
+
+def test_legacy_docker_environment_hashes_of_secret_holding_replicas_are_dropped(secret_engine: Engine) -> None:
+    secret_engine.apply()
+    path = secret_engine.directory / ".cmlplan" / "state.json"
+    state = json.loads(path.read_text())
+    processes = state["resources"][DEPLOYMENT]["attributes"]["processes"]
+    for process in processes:
+        process["env_hash"] = "0123456789abcdef01234567"  # SHA-256(salt + whole env)[:24], secrets included
+    path.write_text(json.dumps(state, indent=2))
+    run = secret_engine.plan()
+    assert _actions(run) == {} and run.plan.drift == () and run.plan.upgraded == (DEPLOYMENT,)
+    _, report = secret_engine.apply()
+    assert report.ok and report.upgraded == 1
+    after = _state(secret_engine)["resources"][DEPLOYMENT]["attributes"]["processes"]
+    assert [p["name"] for p in after] == [p["name"] for p in processes]
+    assert not any("env_hash" in p for p in after)

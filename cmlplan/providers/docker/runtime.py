@@ -117,6 +117,7 @@ class DockerRuntime:
             ct.LABEL_ADDRESS: spec.address,
             ct.LABEL_BUILD: str(planned["build"]),
             ct.LABEL_ROLE: "replica",
+            ct.LABEL_SECRET_ENV: ",".join(sorted(k for k in env if f"env.{k}" in spec.secrets)),
         }
         ncpu = await self._cpus()
         spec.progress(f"starting replica {spec.index + 1} ({container})")
