@@ -7,6 +7,7 @@ which ``cmlplan gc`` then removes.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -304,8 +305,23 @@ def show(args):
 '''
 
 
+def _word_list_search():  # type: ignore[no-untyped-def]
+    """tests/hostile/test_word_list.py's search (loaded by path: test folders are not packages)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "hostile" / "test_word_list.py"
+    spec = importlib.util.spec_from_file_location("word_list_search", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("word_list_search", module)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_env_secrets_reach_the_replica_but_no_file(docker_engine: str, tmp_path: Path) -> None:
-    secret = "s3cr3t-" + "x" * 12
+    words = _word_list_search()
+    secret = words.SECRET_WORD  # a word of the list: nothing written may confirm it
     source = tmp_path / "src"
     source.mkdir()
     (source / "show.py").write_text(ENV_MODEL)
@@ -321,12 +337,16 @@ def test_env_secrets_reach_the_replica_but_no_file(docker_engine: str, tmp_path:
         assert status == 200, body
         assert body["response"]["greeting"] == secret and body["response"]["plain"] == "hello"
         assert body["response"]["user"] == 65534, "replicas run as nobody"
-        hits = [
-            str(path) for path in (ws.dir / ".cmlplan").rglob("*")
-            if path.is_file() and "keys" not in path.parts and secret.encode() in path.read_bytes()
-        ]
-        assert hits == []
-        # an unchanged secret plans no change (state holds only its salted fingerprint)
+        # files (state with the containers' environment hashes, routes, build contexts), and the
+        # containers' labels (their environment holds the value: that is how Docker passes it)
+        labels = [docker("inspect", "--format", "{{json .Config.Labels}}", name).stdout for name in ws.containers()]
+        assert any('"cmlplan.secret-env":"GREETING"' in text for text in labels), labels
+        processes = ws.state_show("deployment.mem/show")["attributes"]["processes"]
+        assert processes and all(str(p.get("env_hash", "")).startswith("m:") for p in processes), processes
+        salt = json.loads((ws.dir / ".cmlplan" / "state.json").read_text())["salt"]
+        hits, count, _ = words.search(ws.dir, labels, salt)
+        assert count > 10 and hits == [], hits[:20]
+        # an unchanged secret plans no change (state holds only its keyed fingerprint)
         assert ws.cli("plan", "-detailed-exitcode", check=False, env={"CMLPLAN_TEST_GREETING": secret}).returncode == 0
 
 
