@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,9 @@ def get(client: docker.DockerClient, name: str, network: str, salt: str) -> Cont
         return None
 
 
-def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40) -> None:
-    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove; fine when already gone."""
+def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40, keep_log: Callable[[Any], None] | None = None) -> None:
+    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove; fine when already gone.
+    ``keep_log`` is handed the stopped container first (its log goes with it)."""
     try:
         container = client.containers.get(name)
     except docker.errors.NotFound:
@@ -124,6 +126,9 @@ def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40) -> No
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         if container.status in ("running", "restarting"):
             container.stop(timeout=stop_timeout)  # a stopped container is not restarted by its policy
+    if keep_log is not None:
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            keep_log(container)
     with contextlib.suppress(docker.errors.NotFound):
         try:
             container.remove(force=True, v=True)

@@ -212,6 +212,27 @@ def test_stopped_replica_is_drift_and_apply_restarts_it(numbers_ws: DockerWorksp
     assert numbers_ws.cli("plan", "-detailed-exitcode", check=False).returncode == 0
 
 
+def test_restart_keeps_build_and_deployment_and_the_replaced_replicas_logs(numbers_ws: DockerWorkspace) -> None:
+    before = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    old = sorted(n for n in numbers_ws.containers(all_states=False) if "-numbers-add-d" in n)
+    result = numbers_ws.cli("restart", ADD)
+    assert "Restart complete: 2 replica(s)" in result.stdout, result.stdout
+    after = numbers_ws.state_show(DEPLOYMENT)["attributes"]
+    assert (after["deployment_id"], after["build"]) == (before["deployment_id"], before["build"])
+    new = sorted(n for n in numbers_ws.containers(all_states=False) if "-numbers-add-d" in n)
+    assert len(new) == 2 and not set(old) & set(new), (old, new)
+    assert numbers_ws.call(ADD, {"a": 1, "b": 2})[0] == 200
+    lines = [json.loads(line) for line in numbers_ws.cli("logs", ADD, "--json").stdout.splitlines()]
+    sources = {line["source"] for line in lines}
+    for name in old + new:  # the removed containers' logs were kept on the host
+        assert any(f"({name})" in source for source in sources), (name, sources)
+    kept = numbers_ws.dir / ".cmlplan" / "logs" / "docker" / "numbers" / "add"
+    assert sorted(p.stem for p in kept.glob("*.log")) == old
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in kept.glob("*.log"))
+    one = numbers_ws.cli("logs", ADD, "--replica", "0").stdout.splitlines()
+    assert one and all(line.startswith("replica 0 (") for line in one), one
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 HOG_MODEL = '''\
