@@ -12,7 +12,9 @@ and never in state, plans, routes or logs. Per recorded fingerprint:
   compared; the plan says so in one line, and apply refuses rather than miss a change.
 
 The key is created on first need: when none is given and state records no keyed fingerprint
-(outside what this run replaces, so a lost key is recovered with ``-replace``).
+(outside what this run replaces, so a lost key is recovered with ``-replace``), and only beside a
+state file: a shared state (PostgreSQL) is planned and applied from several machines, which must
+all be given the same key (a key made on a CI runner would be lost with it).
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ class SecretFingerprints:
         salt: str,
         state: StateDocument | None,
         replacing: frozenset[str] = frozenset(),
+        may_create: bool = True,
     ) -> None:
         self.keys = keys
         self.environ = environ
         self.salt = salt
         self.state = state
         self.replacing = replacing
+        self.may_create = may_create
         self._key: FingerprintKey | None = None
         self._looked = False
         self.key_where = ""  # where the key came from (the variable's name or the file's path)
@@ -70,7 +74,7 @@ class SecretFingerprints:
         if not self._looked:
             self._looked = True
             self._key, self.key_where = self.keys.fingerprint_key(self.environ)
-            if self._key is None and not set(recorded_key_ids(self.state, skip=self.replacing)):
+            if self._key is None and self.may_create and not set(recorded_key_ids(self.state, skip=self.replacing)):
                 self._key = self.keys.create_fingerprint_key()
                 self.created = self.keys.fingerprint_key_path
                 self.key_where = str(self.created)
@@ -113,13 +117,20 @@ class SecretFingerprints:
         addresses = sorted({*uncompared, *unkeyed})
         shown = ", ".join(addresses[:3]) + (f" and {len(addresses) - 3} more" if len(addresses) > 3 else "")
         recorded = ", ".join(sorted(self.recorded_ids))
+        values = f"{count} secret value{'s' if count != 1 else ''} of {shown}"
+        if self._key is None and not recorded and not set(recorded_key_ids(self.state)):
+            return (
+                f"{values} cannot be fingerprinted: the state is shared and no fingerprint key is given;"
+                f" make one once (openssl rand -hex 32) and give it to every machine that plans or applies,"
+                f" as {FINGERPRINT_KEY_ENV} or in .cmlplan/keys/fingerprint-key"
+            )
         if self._key is None:
             why = "there is no fingerprint key here"
         else:
             why = f"the fingerprint key here ({self.key_where}) is {self._key.id}"
         made = f" (recorded with fingerprint key {recorded})" if recorded else ""
         return (
-            f"{count} secret value{'s' if count != 1 else ''} of {shown} not compared{made}: {why};"
+            f"{values} not compared{made}: {why};"
             f" set {FINGERPRINT_KEY_ENV} to the contents of .cmlplan/keys/fingerprint-key from where"
             " apply runs (if that key is lost, apply with -replace for each of these)"
         )

@@ -71,6 +71,7 @@ async def make_plan(
     workspace_id: str,
     keys: KeyFolder,
     environ: Mapping[str, str] | None = None,
+    shared_state: bool = False,
 ) -> PlannedRun:
     document = state
     moved: list[tuple[str, str]] = []
@@ -78,7 +79,8 @@ async def make_plan(
         for move in pending_moves(moves_of(config), document):
             moved.extend(sorted(apply_move(move, document).items()))
     fingerprints = SecretFingerprints(
-        keys, os.environ if environ is None else environ, document.salt, document, _replaced(options.replace)
+        keys, os.environ if environ is None else environ, document.salt, document, _replaced(options.replace),
+        may_create=not shared_state,
     )
     world = (
         desired_world(config, state, document.salt, provider_name, environ, fingerprints)

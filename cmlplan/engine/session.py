@@ -62,6 +62,7 @@ class Session:
                 workspace_id=workspace.name,
                 keys=workspace.keys,
                 environ=workspace.environ,
+                shared_state=workspace.backend.shared,
             )
 
     async def apply(

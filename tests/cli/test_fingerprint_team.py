@@ -12,6 +12,7 @@ import pytest
 from test_commands import cmlplan
 
 from cmlplan.engine.keys import FINGERPRINT_KEY_ENV
+from cmlplan.secrets import FingerprintKey
 from cmlplan.state.document import StateDocument
 
 STATE = "state: {backend: postgres, dsn: \"${env:CMLPLAN_STATE_DSN}\", workspace: team}"
@@ -39,9 +40,29 @@ def _runner(applier: Path, tmp_path: Path) -> Path:
     return checkout
 
 
+def _give_key(folder: Path) -> str:
+    """What the docs say to do once for a shared state: make a key (``openssl rand -hex 32``), keep it."""
+    key = FingerprintKey.generate().to_text()
+    path = folder / ".cmlplan" / "keys" / "fingerprint-key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key + "\n")
+    return key
+
+
+def test_a_shared_state_never_makes_a_key_of_its_own(applier: Path) -> None:
+    refused = cmlplan("apply", "-C", str(applier), "-auto-approve")
+    assert refused.code == 1, refused
+    [line] = refused.err.strip().splitlines()
+    assert f"1 secret value of {DEPLOYMENT} cannot be fingerprinted: the state is shared" in line
+    assert "openssl rand -hex 32" in line and FINGERPRINT_KEY_ENV in line
+    assert not (applier / ".cmlplan" / "keys" / "fingerprint-key").exists()
+    planned = cmlplan("plan", "-C", str(applier))
+    assert planned.code == 0 and "cannot be fingerprinted" in planned.out
+
+
 def test_a_runner_needs_the_key_from_the_environment(applier: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = _give_key(applier)
     assert cmlplan("apply", "-C", str(applier), "-auto-approve").code == 0
-    key = (applier / ".cmlplan" / "keys" / "fingerprint-key").read_text().strip()
     runner = _runner(applier, tmp_path)
 
     blind = cmlplan("plan", "-C", str(runner), "-detailed-exitcode")
@@ -65,7 +86,10 @@ def test_a_runner_needs_the_key_from_the_environment(applier: Path, tmp_path: Pa
     assert cmlplan("plan", "-C", str(applier), "-detailed-exitcode").code == 0  # the applier's file is that key
 
 
-def test_an_older_postgres_state_upgrades_on_the_next_apply(applier: Path, tmp_path: Path) -> None:
+def test_an_older_postgres_state_upgrades_on_the_next_apply(
+    applier: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _give_key(applier)
     assert cmlplan("apply", "-C", str(applier), "-auto-approve").code == 0
     (applier / ".cmlplan" / "keys" / "fingerprint-key").unlink()
     state = StateDocument.from_json(cmlplan("state", "pull", "-C", str(applier)).out, "pull")
@@ -76,6 +100,10 @@ def test_an_older_postgres_state_upgrades_on_the_next_apply(applier: Path, tmp_p
     older = state.model_copy(update={"serial": state.serial + 1})
     (tmp_path / "older.json").write_text(older.to_json())  # not in the model's source folder
     assert cmlplan("state", "push", str(tmp_path / "older.json"), "-C", str(applier)).code == 0
+
+    unkeyed = cmlplan("plan", "-C", str(applier), "-detailed-exitcode")  # compared the old way, kept as it is
+    assert unkeyed.code == 0 and "State upgrade" not in unkeyed.out and "Warning" not in unkeyed.out, unkeyed
+    monkeypatch.setenv(FINGERPRINT_KEY_ENV, FingerprintKey.generate().to_text())  # made for the upgrade
 
     planned = cmlplan("plan", "-C", str(applier), "-detailed-exitcode")
     assert planned.code == 0 and "State upgrade" in planned.out, planned

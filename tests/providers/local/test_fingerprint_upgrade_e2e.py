@@ -5,16 +5,25 @@ through their secrets file, never through supervisord's program files."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, live_workspace
 
 from cmlplan.secrets import FingerprintKey
 from cmlplan.state.file import FileBackend
 
 pytestmark = pytest.mark.slow
+
+# this folder's conftest by path: a bare `from conftest import` may find another folder's
+_spec = importlib.util.spec_from_file_location("local_e2e_helpers", Path(__file__).with_name("conftest.py"))
+assert _spec is not None and _spec.loader is not None
+_helpers = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("local_e2e_helpers", _helpers)
+_spec.loader.exec_module(_helpers)
+EXAMPLES, live_workspace = _helpers.EXAMPLES, _helpers.live_workspace
 
 MODEL = "model.numbers/add"
 DEPLOYMENT = "deployment.numbers/add"
