@@ -9,6 +9,7 @@ import click
 
 from ..engine.applier import ApplyReport
 from ..engine.planner import PlanOptions
+from ..engine.session import refuse_uncompared
 from ..engine.workspace import Workspace, check_saved_plan
 from ..errors import CmlplanError
 from ..plan import Plan, load_plan, render_text
@@ -96,7 +97,9 @@ def _converge(
                     check_saved_plan(saved, plan, state, workspace.specs_hash())
                 if not as_json and saved is None:
                     click.echo(render_text(plan, color=style.enabled), nl=False)
-                if not plan.has_changes and not plan.drift:
+                if operation == "apply":
+                    refuse_uncompared(planned)
+                if not plan.has_changes and not plan.drift and not plan.upgraded:
                     if operation == "destroy":
                         # nothing recorded, but a first apply that failed may have left a supervisor
                         await session.release_leftovers()
@@ -142,6 +145,7 @@ def _summarize(report: ApplyReport, operation: str, as_json: bool, style: Style)
                     "failed": report.failed,
                     "skipped": report.skipped,
                     "not_started": report.not_started,
+                    "state_upgrades": report.upgraded,
                     "seconds": round(report.seconds, 3),
                 }
             )
@@ -150,7 +154,8 @@ def _summarize(report: ApplyReport, operation: str, as_json: bool, style: Style)
     resources = ", ".join(f"{n} {k}" for k, n in counts.items())
     if report.ok:
         title = "Apply complete!" if operation == "apply" else "Destroy complete!"
-        click.echo(style(f"\n{title} Resources: {resources}. ({report.seconds:.1f}s)", "green", "bold"))
+        upgraded = f" State upgraded: fingerprints of {report.upgraded} rewritten." if report.upgraded else ""
+        click.echo(style(f"\n{title} Resources: {resources}.{upgraded} ({report.seconds:.1f}s)", "green", "bold"))
         return 0
     click.echo("")
     for address, error in report.failed.items():

@@ -15,6 +15,7 @@ from ..engine.workspace import Workspace
 from ..errors import CmlplanError
 from ..plan import load_plan, plan_to_json, render_text
 from ..plan.style import color_enabled
+from ..secrets import key_label
 from ..values import mask
 from .options import chdir_option, json_option
 
@@ -88,7 +89,7 @@ def endpoints(workspace: Workspace) -> list[dict[str, Any]]:
                 "url": url,
                 "authentication": bool(attributes.get("authentication")),
                 "access_key_file": str(workspace.keys.path_for(address)),
-                "access_key_fingerprint": attributes.get("access_key_fingerprint"),
+                "access_key_fingerprint": key_label(attributes.get("access_key_hash")),
                 "api_keys": callers,
                 "example_input": (attributes.get("examples") or [{}])[0].get("input", {}),
             }

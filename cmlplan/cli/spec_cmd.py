@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import click
 
+from ..engine.desired.apikey import weak_user_keys
 from ..errors import CmlplanError
 from ..specs import SpecError, load_config
 from ..specs.reference import render_reference
@@ -27,6 +29,9 @@ def validate_command(chdir: str, as_json: bool) -> int:
     """
     try:
         config = load_config(chdir)
+        weak = weak_user_keys(config, os.environ)
+        if weak:
+            raise SpecError(weak)
     except SpecError as exc:
         if as_json:
             click.echo(json.dumps({"valid": False, "errors": exc.problems}, indent=2))

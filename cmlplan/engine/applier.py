@@ -34,6 +34,7 @@ class ApplyReport:
     not_started: list[str] = field(default_factory=list)
     seconds: float = 0.0
     state_error: str | None = None  # a state write failed: nothing new was started after it
+    upgraded: int = 0  # resources whose recorded fingerprints were rewritten in today's form
 
     @property
     def ok(self) -> bool:

@@ -1,4 +1,4 @@
-"""${env:NAME} values: resolved only when needed, fingerprinted for plans, never stored."""
+"""${env:NAME} values: resolved only when needed (fingerprinted for plans by ``fingerprints``), never stored."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping
 
 from ..errors import CmlplanError
-from ..secrets import hash_secret
 from ..specs import env_reference
 
 
@@ -23,10 +22,3 @@ def resolve(value: str, where: str, environ: Mapping[str, str] | None = None) ->
     if name not in environ:
         raise EnvReferenceError(f"{where}: environment variable {name} is not set (referenced as ${{env:{name}}})")
     return environ[name]
-
-
-def fingerprint_value(salt: str, value: str, where: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """A salted hash of a referenced value, so a plan sees it change without showing it."""
-    if env_reference(value) is None:
-        return None
-    return hash_secret(salt, resolve(value, where, environ))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CmlplanError
+from ..secrets import key_label
 from ..state.document import StateDocument
 from .addresses import build_address, deployment_address, parse_address
 
@@ -123,7 +124,7 @@ def _add_model(graph: Lineage, state: StateDocument, model: str, proxy: dict[str
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{proxy.get('port')}/model"
         route = graph.add(
             f"route:{key}", "route", f"POST {url} ({key})", url=url, model=model,
-            access_key=attributes.get("access_key_fingerprint"), authentication=attributes.get("authentication"),
+            access_key=key_label(attributes.get("access_key_hash")), authentication=attributes.get("authentication"),
         )
         graph.link(deployment_node, route)
 

@@ -25,6 +25,8 @@ from ..state.document import StateDocument
 from ..values import UNKNOWN
 from .addresses import kind_of, model_of, parse_address
 from .desired import LOGICAL, Node, desired_world
+from .fingerprints import SecretFingerprints, apply_upgrades
+from .keys import KeyFolder
 from .moves import apply_move, moves_of, pending_moves
 
 KIND_ORDER = {"registry": 0, "project": 1, "apikey": 2, "model": 3, "build": 4, "deployment": 5, "proxy": 6}
@@ -53,6 +55,8 @@ class PlannedRun:
     providers_of: dict[str, str]  # address -> provider name
     dependencies: dict[str, tuple[str, ...]]  # new dependencies of each address
     prior_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # secret values this plan could not compare (no fingerprint key, or another one): apply refuses
+    fingerprint_problem: str | None = None
 
 
 async def make_plan(
@@ -65,16 +69,26 @@ async def make_plan(
     options: PlanOptions,
     specs_hash: str,
     workspace_id: str,
+    keys: KeyFolder,
     environ: Mapping[str, str] | None = None,
+    shared_state: bool = False,
 ) -> PlannedRun:
     document = state
     moved: list[tuple[str, str]] = []
     if not options.destroy:
         for move in pending_moves(moves_of(config), document):
             moved.extend(sorted(apply_move(move, document).items()))
-    world = (
-        desired_world(config, state, document.salt, provider_name, environ) if not options.destroy else None
+    fingerprints = SecretFingerprints(
+        keys, os.environ if environ is None else environ, document.salt, document, _replaced(options.replace),
+        may_create=not shared_state,
     )
+    world = (
+        desired_world(config, state, document.salt, provider_name, environ, fingerprints)
+        if not options.destroy
+        else None
+    )
+    # older fingerprint forms rewritten in state (in memory, saved by apply): nothing running changes
+    upgraded = apply_upgrades(document, fingerprints.upgrades) if world else []
     nodes = world.nodes if world else {}
     # destroy builds no nodes, but the specs' lifecycle rules (prevent_destroy) still hold
     spec_lifecycles = _spec_lifecycles(config) if options.destroy else {}
@@ -200,8 +214,9 @@ async def make_plan(
         replace=options.replace,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         cmlplan_version=__version__,
-        warnings=tuple(world.warnings if world else ()),
+        warnings=tuple([*(world.warnings if world else ()), *fingerprints.notes(selected)]),
         moved=tuple(moved),
+        upgraded=tuple(upgraded),
     )
     return PlannedRun(
         plan=plan,
@@ -211,6 +226,7 @@ async def make_plan(
         providers_of=providers_of,
         dependencies=dependencies,
         prior_dependencies={a: tuple(r.dependencies) for a, r in prior.items()},
+        fingerprint_problem=fingerprints.problem(selected),
     )
 
 
@@ -266,6 +282,17 @@ def _same(
         ).action
         is Action.NOOP
     )
+
+
+def _replaced(requested: Sequence[str]) -> frozenset[str]:
+    """The addresses -replace names (their fingerprints are made anew); bad ones fail later, in one line."""
+    found = set()
+    for text in requested:
+        try:
+            found.add(str(parse_address(text)))
+        except CmlplanError:
+            continue
+    return frozenset(found)
 
 
 def _replace_targets(requested: Sequence[str], addresses: set[str]) -> set[str]:

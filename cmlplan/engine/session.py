@@ -18,6 +18,7 @@ from .applier import ApplyReport, apply_run
 from .collection import collector_paused
 from .desired import LOGICAL
 from .events import ApplyEvents
+from .keys import FingerprintKeyError
 from .openlineage import LineageEmitter
 from .planner import PlannedRun, PlanOptions, make_plan
 
@@ -59,13 +60,20 @@ class Session:
                 options=options,
                 specs_hash=workspace.specs_hash(),
                 workspace_id=workspace.name,
+                keys=workspace.keys,
                 environ=workspace.environ,
+                shared_state=workspace.backend.shared,
             )
 
     async def apply(
         self, run: PlannedRun, events: ApplyEvents, parallelism: int = 10, stop: asyncio.Event | None = None
     ) -> ApplyReport:
-        """Carry out ``run`` (the caller holds the lock); a clean run then releases leftovers."""
+        """Carry out ``run`` (the caller holds the lock); a clean run then releases leftovers.
+
+        Refused, before anything runs, when the plan could not compare some secret values (no
+        fingerprint key, or another one): applying would miss their changes.
+        """
+        refuse_uncompared(run)
         changed = [c.address for c in run.plan.changes if c.action.changes]
         lineage = LineageEmitter(self.workspace.config.workspace_spec.openlineage, self.workspace.directory, self.workspace.name)
         if changed and (problem := await asyncio.to_thread(lineage.start, changed)):
@@ -77,6 +85,8 @@ class Session:
             )
         finally:
             await recorder.close(run.document)
+        if not report.state_error:
+            report.upgraded = len(run.plan.upgraded)
         for old, new in run.plan.moved_models:
             if old not in run.document.resources:  # the rename is saved: the key file follows it
                 self.workspace.keys.rename(old, new)
@@ -123,3 +133,9 @@ class Session:
             if isinstance(provider, GarbageCollecting):
                 removed.setdefault(name, []).extend(await provider.collect_garbage(keep))
         return removed
+
+
+def refuse_uncompared(run: PlannedRun) -> None:
+    """Refuse to apply a plan that could not compare some secret values: it would miss their changes."""
+    if run.fingerprint_problem and not run.plan.destroy:
+        raise FingerprintKeyError(f"cannot apply: {run.fingerprint_problem}")

@@ -13,7 +13,7 @@ from .action import Action, ActionReason
 from .change import Drift, ResourceChange
 from .plan import Plan
 
-FORMAT_VERSION = "1.1"  # 1.1: resource_moves, summary.moved
+FORMAT_VERSION = "1.2"  # 1.1: resource_moves, summary.moved; 1.2: state_upgrades
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "resource_changes": [_change(c) for c in plan.changes],
         "resource_drift": [_drift(d) for d in plan.drift],
         "resource_moves": [{"from": old, "to": new} for old, new in plan.moved],
+        "state_upgrades": list(plan.upgraded),
         "summary": {
             "add": summary.add,
             "change": summary.change,
@@ -84,6 +85,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         cmlplan_version=str(data["cmlplan_version"]),
         warnings=tuple(data.get("warnings", ())),
         moved=tuple((str(m["from"]), str(m["to"])) for m in data.get("resource_moves", ())),
+        upgraded=tuple(str(a) for a in data.get("state_upgrades", ())),
     )
 
 

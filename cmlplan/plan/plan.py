@@ -45,6 +45,9 @@ class Plan:
     cmlplan_version: str = ""
     warnings: tuple[str, ...] = field(default=())
     moved: tuple[tuple[str, str], ...] = ()  # (from, to) of every address a Moved document renames
+    # addresses whose recorded secret fingerprints apply rewrites in today's form (state only:
+    # nothing running changes, so they are not changes and -detailed-exitcode stays 0)
+    upgraded: tuple[str, ...] = ()
 
     @property
     def moved_models(self) -> tuple[tuple[str, str], ...]:

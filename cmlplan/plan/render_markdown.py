@@ -13,7 +13,7 @@ import html
 from .action import Action
 from .change import ResourceChange
 from .plan import Plan
-from .render_text import change_body, change_heading, drift_body
+from .render_text import change_body, change_heading, drift_body, upgrade_line
 
 MAX_LINES = 40  # per resource
 MAX_LINE_CHARS = 200
@@ -46,6 +46,8 @@ def render_markdown(plan: Plan) -> str:
         lines += ["", f"#### Changes ({len(changes)})"]
         for change in changes:
             lines += _section(_summary(change), change_body(change))
+    if plan.upgraded:
+        lines += ["", upgrade_line(plan)]
     for warning in plan.warnings:
         lines += ["", f"> **Warning:** {html.escape(warning, quote=False)}"]
     return "\n".join(lines) + "\n"

@@ -42,6 +42,10 @@ def render_text(plan: Plan, color: bool = False) -> str:
     changes = [c for c in plan.changes if c.action.changes]
     if not changes and not plan.moved:
         out.append(style("No changes.", "bold", "green") + " The live world matches the specs.")
+        if plan.upgraded:
+            out.append(upgrade_line(plan))
+        for warning in plan.warnings:
+            out.append(style("Warning: ", "yellow", "bold") + warning)
         return "\n".join(out) + "\n"
     out.append("cmlplan will perform the following actions:")
     out.append("")
@@ -52,10 +56,22 @@ def render_text(plan: Plan, color: bool = False) -> str:
     for change in changes:
         out.extend(_change_lines(change, style))
         out.append("")
+    if plan.upgraded:
+        out.append(upgrade_line(plan))
     for warning in plan.warnings:
         out.append(style("Warning: ", "yellow", "bold") + warning)
     out.append(style(plan.summary.line, "bold"))
     return "\n".join(out) + "\n"
+
+
+def upgrade_line(plan: Plan) -> str:
+    """What apply rewrites in state alone: fingerprints in an older form (nothing running changes)."""
+    count = len(plan.upgraded)
+    return (
+        f"State upgrade: apply rewrites what {count} resource{'s' if count != 1 else ''} record{'' if count != 1 else 's'}"
+        " of secret values and keys in today's form: keyed fingerprints, no unsalted ones"
+        " (state only; nothing running changes)."
+    )
 
 
 def moved_lines(plan: Plan) -> list[str]:

@@ -83,6 +83,10 @@ def plan_schema() -> dict[str, Any]:
                     "properties": {"from": {"type": "string"}, "to": {"type": "string"}},
                 },
             },
+            "state_upgrades": {  # since 1.2: addresses whose recorded fingerprints apply rewrites (state only)
+                "type": "array",
+                "items": {"type": "string"},
+            },
             "summary": {
                 "type": "object",
                 "additionalProperties": False,

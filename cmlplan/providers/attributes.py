@@ -60,20 +60,19 @@ class ProjectAttributes(_Attributes):
 
 class ApiKeyAttributes(_Attributes):
     kind = "apikey"
-    computed = ("key_hash", "key_fingerprint", "created_at", "expires")
+    computed = ("key_hash", "created_at", "expires")
     user: str | None = None
     expires_in: float | None = None
     expires_at: str | None = None
     value_ref: str | None = None
     key_hash: str | None = None
-    key_fingerprint: str | None = None
     created_at: str | None = None
     expires: str | None = None
 
 
 class ModelAttributes(_Attributes):
     kind = "model"
-    computed = ("access_key_hash", "access_key_fingerprint")
+    computed = ("access_key_hash",)
     project: str | None = None
     name: str | None = None
     description: str | None = None
@@ -84,7 +83,6 @@ class ModelAttributes(_Attributes):
     authentication: bool = True
     examples: list[dict[str, Any]] = Field(default_factory=list)
     access_key_hash: str | None = None
-    access_key_fingerprint: str | None = None
 
 
 class BuildAttributes(_Attributes):

@@ -28,6 +28,9 @@ from .deployments import DEPLOYMENT_REPLACE_PATHS, PROXY_REPLACE_PATHS, plan_rep
 
 BUILD_COMPUTED = ATTRIBUTES["build"].computed
 _LABELS = ("model", "project", "name")
+# what the real providers read back from state rather than from what runs (a fingerprint of a
+# secret is nowhere in a process), so a state upgrade is seen the same way here
+_RECORDED_ONLY = ("env_fingerprints",)
 
 
 class FakeProvider:
@@ -46,6 +49,11 @@ class FakeProvider:
 
     async def read(self, request: ReadRequest) -> ReadResult:
         live = {r.address: copy.deepcopy(self._find(r.address, r.attributes)) for r in request.resources}
+        for ref in request.resources:
+            found = live[ref.address]
+            for key in _RECORDED_ONLY:
+                if found is not None and key in ref.attributes:
+                    found[key] = copy.deepcopy(ref.attributes[key])  # nothing live holds it: read back as recorded
         for address, attributes in live.items():
             if attributes and isinstance(attributes.get("processes"), list) and "replicas" in attributes:
                 # a test that sets the world's replicas scaled it by hand: the world runs that many

@@ -1,7 +1,8 @@
 """Projects, API keys and models' access keys: resources that live in state only.
 
 They have nothing running, so what is live is what was recorded; creating a model or an API key
-generates its key here, hands the plaintext back once (ApplyResult.secrets) and records a hash.
+generates its key here, hands the plaintext back once (ApplyResult.secrets) and records its salted
+hash (what the proxy looks keys up by; output shows its first eight digits to tell keys apart).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..secrets import ACCESS_KEY_PREFIX, API_KEY_PREFIX, fingerprint, generate_secret, hash_secret
+from ..secrets import ACCESS_KEY_PREFIX, API_KEY_PREFIX, generate_secret, hash_secret
 from ..values import UNKNOWN
 from .base import (
     ApplyRequest,
@@ -25,8 +26,8 @@ from .base import (
 _COMPUTED = {
     "project": (),
     "registry": (),  # an external MLflow registry: recorded, nothing runs
-    "model": ("access_key_hash", "access_key_fingerprint"),
-    "apikey": ("key_hash", "key_fingerprint", "created_at", "expires"),
+    "model": ("access_key_hash",),
+    "apikey": ("key_hash", "created_at", "expires"),
 }
 
 
@@ -54,8 +55,6 @@ class LogicalProvider:
                 planned[key] = current.get(key, UNKNOWN)
         if request.kind == "apikey":
             planned["expires"] = _expiry(planned, current.get("created_at"), self._default_lifetime)
-            if planned.get("value_ref") and planned.get("key_hash") not in (None, UNKNOWN):
-                planned["key_fingerprint"] = current.get("key_fingerprint", UNKNOWN)
         return PlanResult(planned=planned, computed=_COMPUTED[request.kind])
 
     async def apply(self, request: ApplyRequest) -> ApplyResult:
@@ -68,19 +67,16 @@ class LogicalProvider:
             if fresh or attributes.get("access_key_hash") == UNKNOWN:
                 key = generate_secret(ACCESS_KEY_PREFIX)
                 attributes["access_key_hash"] = hash_secret(self.context.salt, key)
-                attributes["access_key_fingerprint"] = fingerprint(key)
                 secrets["access_key"] = key
         elif request.kind == "apikey":
             if fresh or attributes.get("created_at") == UNKNOWN:
                 attributes["created_at"] = self._now().isoformat(timespec="seconds")
             value = request.secrets.get("value")
             if value is not None:
-                attributes["key_hash"] = hash_secret(self.context.salt, value)
-                attributes["key_fingerprint"] = fingerprint(value)
+                attributes["key_hash"] = hash_secret(self.context.salt, value)  # its strength was checked at plan
             elif fresh or attributes.get("key_hash") == UNKNOWN:
                 key = generate_secret(API_KEY_PREFIX)
                 attributes["key_hash"] = hash_secret(self.context.salt, key)
-                attributes["key_fingerprint"] = fingerprint(key)
                 secrets["api_key"] = key
             attributes["expires"] = _expiry(attributes, attributes["created_at"], self._default_lifetime)
         return ApplyResult(attributes=attributes, secrets=secrets)

@@ -18,7 +18,10 @@ class ApiKeySpec(StrictModel):
     expires_at: datetime | None = Field(None, description="fixed expiry time (ISO 8601 with timezone)")
     value: str | None = Field(
         None,
-        description="bring your own key as ${env:NAME}; by default cmlplan generates one and shows it once",
+        description=(
+            "bring your own key as ${env:NAME}, of 128 bits or more by zxcvbn's estimate (e.g. from"
+            " secrets.token_urlsafe(32)); by default cmlplan generates one and shows it once"
+        ),
     )
 
     @model_validator(mode="after")

@@ -36,7 +36,9 @@ def render_reference() -> str:
         "",
         "Every document has `apiVersion: cmlplan/v1`, a `kind`, `metadata`, a `spec` and an optional",
         "`lifecycle`. Durations are written like `30s`, `2m`, `90d`; sizes like `5MB`, `512Mi`, `2Gi`.",
-        "A value `${env:NAME}` (where allowed) is read from the environment when needed, never stored.",
+        "A value `${env:NAME}` (where allowed) is read from the environment when needed, never stored:",
+        "plans and state hold an HMAC fingerprint keyed by the workspace's fingerprint key",
+        "(`.cmlplan/keys/fingerprint-key`, or `CMLPLAN_FINGERPRINT_KEY`; see the README's Keys section).",
         "",
     ]
     lines += _section("metadata", Metadata, "Every kind.")

@@ -20,6 +20,10 @@ Lock = AbstractContextManager[LockInfo]
 class StateBackend(Protocol):
     """Where a workspace's state lives. Every method raises ``StateError`` for user-facing problems."""
 
+    # used from several machines (PostgreSQL): what must agree between them, such as the fingerprint
+    # key, is given to each, never made by whichever runs first
+    shared: bool
+
     def read(self) -> StateDocument | None:
         """The stored state, or None if there is none yet; never a partially valid document."""
         ...

@@ -28,6 +28,8 @@ DEFAULT_STATE_PATH = Path(".cmlplan") / "state.json"
 class FileBackend:
     """A ``StateBackend`` over ``path`` (default ``.cmlplan/state.json``), locked by ``state.lock`` beside it."""
 
+    shared = False
+
     def __init__(self, path: Path | str = DEFAULT_STATE_PATH) -> None:
         self.path = Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".backup")

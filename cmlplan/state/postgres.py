@@ -30,6 +30,8 @@ _HEADER_FIELDS = ("format_version", "cmlplan_version", "workspace_id", "salt", "
 class PostgresBackend:
     """A ``StateBackend`` for the state named ``workspace`` in the database at ``address``."""
 
+    shared = True
+
     def __init__(self, address: DatabaseAddress, workspace: str) -> None:
         self.address = address
         self.workspace = workspace

@@ -88,6 +88,26 @@ def test_validate_errors_one_line_each_without_traceback(ws: str) -> None:
     assert data["valid"] is False and len(data["errors"]) == 2
 
 
+def test_validate_refuses_a_weak_user_key_in_one_line(ws: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = Path(ws) / "cmlplan.yaml"
+    spec.write_text(
+        spec.read_text()
+        + "---\napiVersion: cmlplan/v1\nkind: ApiKey\nmetadata: {name: ci}\nspec: {user: alice, value: '${env:CI_KEY}'}\n"
+    )
+    monkeypatch.delenv("CI_KEY", raising=False)
+    assert cmlplan("validate", "-C", ws).code == 0  # unset: plan's to report, validate needs no environment
+    monkeypatch.setenv("CI_KEY", "summer2026")
+    result = cmlplan("validate", "-C", ws)
+    assert result.code == 1 and result.out == ""
+    [line] = result.err.splitlines()
+    assert "cmlplan.yaml:" in line and "apikey.ci: spec.value: the key is too weak" in line
+    assert "secrets.token_urlsafe(32)" in line and "summer2026" not in line
+    data = json.loads(cmlplan("validate", "-C", ws, "--json").out)
+    assert data["valid"] is False and "too weak" in data["errors"][0]
+    monkeypatch.setenv("CI_KEY", "cak_Yq3v7r0xW1pB8kDZ-sL2tQ9uN4mC6eHfJ5aGiKoRbTy")
+    assert cmlplan("validate", "-C", ws).code == 0
+
+
 def test_plan_detailed_exitcode_then_apply(ws: str) -> None:
     first = cmlplan("plan", "-C", ws, "-detailed-exitcode")
     assert first.code == 2, first

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
+
 from cmlplan.plan import Action
 from cmlplan.plan.diff import attribute_changes
+from cmlplan.specs import SpecError
 
 KEY = "apikey.ci"
 DAY = 86400
@@ -86,3 +89,12 @@ def test_an_unchanged_default_leaves_an_existing_key_alone(engine) -> None:  # t
     assert engine.apply()[1].ok
     set_limits(engine, "{api_key_default_expiry: 365d}")
     assert not engine.plan().plan.has_changes
+
+
+def test_an_expiry_longer_than_the_maximum_is_a_spec_error_naming_the_line(engine) -> None:  # type: ignore[no-untyped-def]
+    set_limits(engine, "{api_key_max_expiry: 90d}")
+    add_key(engine, "{user: alice, expires_in: 120d}")
+    with pytest.raises(SpecError) as caught:
+        engine.plan()
+    [problem] = caught.value.problems
+    assert "cmlplan.yaml:" in problem and "apikey.ci: spec.expires_in is longer than the Workspace allows (120d > 90d)" in problem

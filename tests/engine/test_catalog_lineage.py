@@ -21,7 +21,7 @@ def _state() -> StateDocument:
     doc = StateDocument.new("ws")
     model = {
         "project": "p", "name": "m", "source": {"registered": {"registry": "main", "name": "M", "alias": "champion"}},
-        "authentication": True, "access_key_fingerprint": "ab12cd34",
+        "authentication": True, "access_key_hash": "ab12cd34" + "0" * 56,
         "lineage": {"training_data": [{"path": "data/iris.csv", "hash": "sha256:ff"}]},
     }
     build = {"model": "model.p/m", "number": 2, "hash": "h2", "registered": REGISTERED}

@@ -74,3 +74,12 @@ def test_every_command_parses(source: str, words: list[str]) -> None:
 def test_the_drift_job_names_each_drifted_address() -> None:
     script = "\n".join(_strings(yaml.safe_load((CI / "drift.yml").read_text()), "run"))
     assert ".resource_drift[]" in script and "exit \"$code\"" in script
+
+
+@pytest.mark.parametrize("name", ["cmlplan.yml", "drift.yml"])
+def test_every_job_gets_the_state_and_the_fingerprint_key(name: str) -> None:
+    from cmlplan.engine.keys import FINGERPRINT_KEY_ENV
+
+    env = yaml.safe_load((CI / name).read_text())["env"]
+    assert env["CMLPLAN_STATE_DSN"] == "${{ secrets.CMLPLAN_STATE_DSN }}"
+    assert env[FINGERPRINT_KEY_ENV] == "${{ secrets.CMLPLAN_FINGERPRINT_KEY }}"

@@ -70,6 +70,8 @@ class Case:
     live: Callable[[dict], None] | None = None
 
 
+# Not generated here: legacy_key_labels keeps a state written before fingerprint keys (it records
+# the unsalted access_key_fingerprint older cmlplan stored), to show the state-upgrade line.
 CASES = [
     Case("create_all", applied=False),
     Case("noop"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ...specs import Config, Resource
 from ...state.document import StateDocument
+from ..fingerprints import SecretFingerprints
 from .apikey import add_apikey
 from .model import add_model
 from .notes import build_notes
@@ -43,10 +44,11 @@ def desired_world(
     state: StateDocument | None,
     salt: str,
     provider: str,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None,
+    fingerprints: SecretFingerprints,
 ) -> DesiredWorld:
     """Every node the specs imply, including each model's build and deployment, and the proxy."""
-    builder = Builder(config, state, salt, provider, environ)
+    builder = Builder(config, state, salt, provider, environ, fingerprints)
     for resource in config.resources.values():
         add = KINDS.get(resource.kind)
         if add is not None:

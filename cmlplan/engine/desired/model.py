@@ -10,12 +10,12 @@ from typing import Any
 
 from ...errors import CmlplanError
 from ...providers.source import FileEntry, build_hash, collect_manifest, parse_requirements
-from ...specs import Resource
+from ...specs import Resource, env_reference
 from ...specs.common import Lifecycle
 from ...specs.model import ModelSpec
 from ...values import UNKNOWN
 from ..addresses import build_address, deployment_address
-from ..envrefs import fingerprint_value, resolve
+from ..envrefs import resolve
 from .builds import choose_build
 from .notes import build_notes
 from .registered import deployment_notes, registered_build
@@ -140,8 +140,11 @@ def _deployment_compute(
     spec: ModelSpec = resource.spec
     env = {**b.config.workspace_spec.env, **spec.deployment.env}
     where = f"{resource.origin}: {resource.address}: deployment.env"
+    deployment = deployment_address(name)
     fingerprints = {
-        key: fp for key, value in env.items() if (fp := fingerprint_value(b.salt, value, f"{where}.{key}", b.environ))
+        key: b.fingerprints.of(deployment, ("env_fingerprints", key), resolve(value, f"{where}.{key}", b.environ))
+        for key, value in env.items()
+        if env_reference(value) is not None
     }
     address = resource.address
     # Replicas stop a prediction that outlives the proxy's request_timeout, so they need it too.

@@ -2,7 +2,7 @@
 declare the kind) or an external one reached by URI (recorded only; the plan checks it answers).
 
 No secret reaches the attributes: a PostgreSQL DSN or S3 keys are kept as their ${env:NAME}
-references plus salted fingerprints (so a changed password shows in the plan); the resolved
+references plus keyed fingerprints (so a changed password shows in the plan); the resolved
 values travel to the provider as apply-time secrets.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ...registry.client import health_problem
-from ...specs import Resource
+from ...specs import Resource, env_reference
 from ...specs.registry import ModelRegistrySpec
-from ..envrefs import fingerprint_value, resolve
+from ..envrefs import resolve
 from .world import LOGICAL, Builder, constant
 
 DEFAULT_HOST = "127.0.0.1"
@@ -54,7 +54,7 @@ def managed_attributes(b: Builder, name: str, spec: ModelRegistrySpec, where: st
         backend = {
             "type": "postgresql",
             "dsn_ref": dsn,
-            "dsn_fingerprint": fingerprint_value(b.salt, dsn, f"{where}: backend_store.dsn", b.environ),
+            "dsn_fingerprint": _fingerprint(b, name, ("backend_store", "dsn_fingerprint"), dsn, f"{where}: backend_store.dsn"),
         }
     elif spec.backend_store is not None and spec.backend_store.path:
         backend["path"] = spec.backend_store.path
@@ -66,7 +66,9 @@ def managed_attributes(b: Builder, name: str, spec: ModelRegistrySpec, where: st
             value = getattr(store, key)
             if value:
                 artifacts[f"{key}_ref"] = value
-                artifacts[f"{key}_fingerprint"] = fingerprint_value(b.salt, value, f"{where}: artifacts.{key}", b.environ)
+                artifacts[f"{key}_fingerprint"] = _fingerprint(
+                    b, name, ("artifacts", f"{key}_fingerprint"), value, f"{where}: artifacts.{key}"
+                )
     elif store is not None and store.path:
         artifacts["path"] = store.path
     return {
@@ -77,6 +79,12 @@ def managed_attributes(b: Builder, name: str, spec: ModelRegistrySpec, where: st
         "backend_store": backend,
         "artifacts": artifacts,
     }
+
+
+def _fingerprint(b: Builder, name: str, path: tuple[str, ...], value: str, where: str) -> str | None:
+    if env_reference(value) is None:
+        return None
+    return b.fingerprints.of(f"registry.{name}", path, resolve(value, where, b.environ))
 
 
 def _secrets(b: Builder, spec: ModelRegistrySpec, where: str) -> Callable[[], dict[str, str]]:

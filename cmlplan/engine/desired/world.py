@@ -14,6 +14,7 @@ from ...specs.common import Lifecycle
 from ...specs.proxy import ProxySpec
 from ...state.document import StateDocument
 from ..addresses import model_of
+from ..fingerprints import SecretFingerprints
 
 Known = Mapping[str, dict[str, Any] | None]
 LOGICAL = "cmlplan"
@@ -37,14 +38,22 @@ class SourceMissingError(CmlplanError):
 
 
 class Builder:
-    """What the kind modules add their nodes to, with what they share (state, salt, the proxy spec)."""
+    """What the kind modules add their nodes to, with what they share (state, salt, fingerprints,
+    the proxy spec)."""
 
     def __init__(
-        self, config: Config, state: StateDocument | None, salt: str, provider: str, environ: Mapping[str, str] | None
+        self,
+        config: Config,
+        state: StateDocument | None,
+        salt: str,
+        provider: str,
+        environ: Mapping[str, str] | None,
+        fingerprints: SecretFingerprints,
     ) -> None:
         self.config = config
         self.state = state
         self.salt = salt
+        self.fingerprints = fingerprints
         self.provider = provider
         self.environ = environ
         self.nodes: dict[str, Node] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ LABEL_ADDRESS = "cmlplan.address"
 LABEL_BUILD = "cmlplan.build"
 LABEL_ROLE = "cmlplan.role"
 LABEL_SPEC_DIR = "cmlplan.spec-dir"
+# the names (never the values) of a replica's ${env:} variables, so its environment hash leaves them out
+LABEL_SECRET_ENV = "cmlplan.secret-env"
+MASKED_PREFIX = "m:"  # an environment hash without secret values (older ones hashed them too)
 REPLICA_PORT = 8080
 
 
@@ -55,16 +59,32 @@ def connect() -> docker.DockerClient:
     return client
 
 
-def env_hash(salt: str, env: list[str] | None) -> str:
-    """A salted hash of a container's whole environment (it may hold secrets)."""
-    text = json.dumps(sorted(env or []))
-    return hashlib.sha256((salt + text).encode()).hexdigest()[:24]
+def env_hash(salt: str, env: list[str] | None, secret_names: frozenset[str] | None) -> str:
+    """A hash of a container's environment, to tell a container started with another one.
+
+    The values of ``secret_names`` are left out: a hash over a weak secret and an environment an
+    attacker can rebuild (state records the rest) would confirm a guessed value offline; a changed
+    secret already shows in the plan through its keyed fingerprint. ``None``: a container older
+    cmlplan started without the label, hashed as it was then (whole environment, no prefix).
+    """
+    if secret_names is None:
+        text = json.dumps(sorted(env or []))
+        return hashlib.sha256((salt + text).encode()).hexdigest()[:24]
+    masked = [f"{entry.split('=', 1)[0]}=(secret)" if entry.split("=", 1)[0] in secret_names else entry for entry in env or []]
+    text = json.dumps(sorted(masked))
+    return MASKED_PREFIX + hashlib.sha256((salt + text).encode()).hexdigest()[:24]
+
+
+def secret_names(labels: dict[str, str]) -> frozenset[str] | None:
+    text = labels.get(LABEL_SECRET_ENV)
+    return None if text is None else frozenset(name for name in text.split(",") if name)
 
 
 def state_of(container: Any, network: str, salt: str) -> ContainerState:
     attrs = container.attrs
     state = attrs.get("State") or {}
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    labels = dict((attrs.get("Config") or {}).get("Labels") or {})
     ip = (networks.get(network) or {}).get("IPAddress") or None
     return ContainerState(
         name=container.name,
@@ -72,8 +92,8 @@ def state_of(container: Any, network: str, salt: str) -> ContainerState:
         status=str(state.get("Status", "unknown")),
         running=bool(state.get("Running")) and not state.get("Restarting"),
         image_id=str(attrs.get("Image", "")),
-        env_hash=env_hash(salt, (attrs.get("Config") or {}).get("Env")),
-        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        env_hash=env_hash(salt, (attrs.get("Config") or {}).get("Env"), secret_names(labels)),
+        labels=labels,
         ip=ip,
         restarts=int(attrs.get("RestartCount") or 0),
         oom_killed=bool(state.get("OOMKilled")),
@@ -96,8 +116,9 @@ def get(client: docker.DockerClient, name: str, network: str, salt: str) -> Cont
         return None
 
 
-def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40) -> None:
-    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove; fine when already gone."""
+def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40, keep_log: Callable[[Any], None] | None = None) -> None:
+    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove; fine when already gone.
+    ``keep_log`` is handed the stopped container first (its log goes with it)."""
     try:
         container = client.containers.get(name)
     except docker.errors.NotFound:
@@ -105,6 +126,9 @@ def remove(client: docker.DockerClient, name: str, stop_timeout: int = 40) -> No
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         if container.status in ("running", "restarting"):
             container.stop(timeout=stop_timeout)  # a stopped container is not restarted by its policy
+    if keep_log is not None:
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            keep_log(container)
     with contextlib.suppress(docker.errors.NotFound):
         try:
             container.remove(force=True, v=True)

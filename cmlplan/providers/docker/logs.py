@@ -1,15 +1,18 @@
 """The docker provider's logs: each replica or proxy container's output, read through the engine.
 
-A container's log goes with the container, so a replica a rollout replaced has no log left here
-(unlike supervisord's files on the local provider).
+A container's log goes with the container, so before a rollout or a restart removes one, its log is
+kept under ``.cmlplan/logs/docker/<project>/<model>/<container>.log`` (the proxy's under ``proxy/``):
+``cmlplan logs`` shows those first, oldest first, then the live containers', as on the local provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -20,9 +23,49 @@ from . import containers as ct
 
 
 def _label(state: ct.ContainerState) -> str:
-    if state.labels.get(ct.LABEL_ROLE) == "proxy":
-        return f"proxy ({state.name})"
-    return f"replica {state.name.rsplit('-', 1)[-1]} ({state.name})"
+    return _label_of(state.name, state.labels.get(ct.LABEL_ROLE) == "proxy")
+
+
+def _label_of(name: str, proxy: bool) -> str:
+    return f"proxy ({name})" if proxy else f"replica {name.rsplit('-', 1)[-1]} ({name})"
+
+
+def _kept_folder(logs: Path, address: str, proxy: bool) -> Path:
+    if proxy:
+        return logs / "docker" / "proxy"
+    project, model = address.split(".", 1)[1].split("/", 1)
+    return logs / "docker" / project / model
+
+
+def keep_log(logs: Path, container: Any) -> None:
+    """Write a stopped container's whole log to the host before it is removed (0600: a model may print anything)."""
+    labels = container.labels or {}
+    address = labels.get(ct.LABEL_ADDRESS, "")
+    proxy = labels.get(ct.LABEL_ROLE) == "proxy"
+    if not proxy and not address.startswith("deployment."):
+        return
+    folder = _kept_folder(logs, address, proxy)
+    folder.mkdir(parents=True, exist_ok=True)
+    data: bytes = container.logs()
+    descriptor = os.open(folder / f"{container.name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
+def kept_lines(logs: Path, request: LogRequest) -> list[LogLine]:
+    """The kept logs of removed containers for ``request``, oldest file first."""
+    proxy = request.address.startswith("proxy.")
+    folder = _kept_folder(logs, request.address, proxy)
+    files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    found = []
+    for path in files:
+        if request.replica is not None and path.stem.rsplit("-", 1)[-1] != str(request.replica):
+            continue
+        if request.since is not None and path.stat().st_mtime < request.since:
+            continue
+        label = _label_of(path.stem, proxy)
+        found += [LogLine(source=label, text=line) for line in path.read_text(errors="replace").splitlines()]
+    return found
 
 
 def select(states: list[ct.ContainerState], request: LogRequest) -> list[ct.ContainerState]:

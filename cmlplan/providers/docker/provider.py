@@ -40,8 +40,8 @@ from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from . import containers as ct
+from .logs import kept_lines, select
 from .logs import read_logs as read_container_logs
-from .logs import select
 from .runtime import DockerRuntime
 
 
@@ -88,6 +88,8 @@ class DockerProvider(ReplicatedProvider):
         return self._logs(request)
 
     async def _logs(self, request: LogRequest) -> AsyncIterator[LogLine]:
+        for line in await asyncio.to_thread(kept_lines, self.root / "logs", request):
+            yield line  # replicas a rollout or restart removed
         client = await self.runtime.client()
         states = select(await self.runtime.containers(), request)
         async for line in read_container_logs(client, states, request):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..deployments import prediction_timeout
 from ..images import ImageBuilder, image_tag
 from ..runtime import LiveReplica, ReplicaSpec, StartedReplica
 from . import containers as ct
+from .logs import keep_log
 
 STOP_TIMEOUT = 40  # a draining replica may finish a prediction (the proxy gives up after 35 s)
 ROUTES_MOUNT = "/routes"
@@ -117,6 +119,7 @@ class DockerRuntime:
             ct.LABEL_ADDRESS: spec.address,
             ct.LABEL_BUILD: str(planned["build"]),
             ct.LABEL_ROLE: "replica",
+            ct.LABEL_SECRET_ENV: ",".join(sorted(k for k in env if f"env.{k}" in spec.secrets)),
         }
         ncpu = await self._cpus()
         spec.progress(f"starting replica {spec.index + 1} ({container})")
@@ -153,7 +156,7 @@ class DockerRuntime:
 
     async def remove(self, name: str) -> None:
         client = await self.client()
-        await asyncio.to_thread(ct.remove, client, name, STOP_TIMEOUT)
+        await asyncio.to_thread(ct.remove, client, name, STOP_TIMEOUT, functools.partial(keep_log, self.root / "logs"))
 
     def stop_reason(self, name: str) -> str | None:
         client = self._client

@@ -9,6 +9,7 @@ folder): registered models are worth more than the server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from pathlib import Path
@@ -70,9 +71,13 @@ class MlflowServers:
         logs.mkdir(parents=True, exist_ok=True)
         uri = server_uri(planned)
         request.progress(f"starting mlflow server {name} on {uri}")
+        # with a DSN password or S3 keys, the whole environment goes to the secrets file, not the config
+        plain, secret = ({}, env) if request.secrets else (env, {})
         await asyncio.to_thread(
-            self.runtime.supervisor.add_program, name, argv, env, self.spec_dir, logs / f"{name}.log",
-            startsecs=3,
+            functools.partial(
+                self.runtime.supervisor.add_program, name, argv, plain, self.spec_dir, logs / f"{name}.log",
+                startsecs=3, secret_env=secret,
+            )
         )
         await self._wait(name, uri, request)
         request.progress(f"registry serving on {uri}")

@@ -8,6 +8,7 @@ model names have no dots), so the owner is read back from the name; proxies are
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import socket
 import sys
@@ -60,7 +61,10 @@ class SupervisorRuntime:
         program = replica_program(planned, spec.token, spec.index)
         port = _free_port()
         threads = str(max(1, math.ceil(float(planned.get("cpu") or 1))))
-        env = {str(k): spec.secrets.get(f"env.{k}", str(v)) for k, v in (planned.get("env") or {}).items()}
+        # ${env:} values go to the program's secrets file, the rest into its supervisord config
+        declared = {str(k): str(v) for k, v in (planned.get("env") or {}).items()}
+        secret_env = {k: spec.secrets[f"env.{k}"] for k in declared if f"env.{k}" in spec.secrets}
+        env = {k: v for k, v in declared.items() if k not in secret_env}
         env.update(build.replica_env())
         env.update({"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
         command = [
@@ -74,7 +78,10 @@ class SupervisorRuntime:
         self.logs.mkdir(parents=True, exist_ok=True)
         spec.progress(f"starting replica {spec.index + 1} ({spec.replica_id}) on port {port}")
         await asyncio.to_thread(
-            self.supervisor.add_program, program, command, env, build.src_dir, self.logs / f"{program}.log"
+            functools.partial(
+                self.supervisor.add_program, program, command, env, build.src_dir, self.logs / f"{program}.log",
+                secret_env=secret_env,
+            )
         )
         url = f"http://127.0.0.1:{port}"
         record = {"name": program, "index": spec.index, "port": port, "replica_id": spec.replica_id, "url": url}

@@ -7,9 +7,11 @@ workspace and talks to it over a private unix socket, the way ``supervisorctl`` 
 Each program lives in its own ``programs/<name>.conf`` (mode 0600), so a program can be added or
 removed without touching the others, and a restarted supervisord brings every program back.
 
-Secrets: pass them in ``env``, never in ``command``. The command line is visible to every user of
-the machine (``ps``); the environment is readable only by the process owner, and the program file
-that records it is written 0600 in a 0700 directory.
+Secrets: pass them in ``secret_env``, never in ``command`` or ``env``. The command line is visible
+to every user of the machine (``ps``), and ``env`` is written into the program's file. ``secret_env``
+goes to a 0600 file in the key folder (``.cmlplan/keys/env/<program>.json``, folder 0700, the one
+place plaintext secrets land) and the program starts through ``envexec``, which adds it to the
+environment and execs the command: program files and logs then hold only that file's path.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import fcntl
 import hashlib
 import http.client
+import json
 import os
 import re
 import shlex
@@ -70,8 +73,10 @@ class Supervisor:
     directory's path is too long for AF_UNIX; the conf file records which).
     """
 
-    def __init__(self, directory: Path, *, start_timeout: float = 20.0) -> None:
+    def __init__(self, directory: Path, *, start_timeout: float = 20.0, secrets_dir: Path | None = None) -> None:
         self.directory = Path(directory).absolute()
+        # beside the workspace's key files: <data dir>/keys/env for <data dir>/supervisor
+        self.secrets_dir = Path(secrets_dir) if secrets_dir is not None else self.directory.parent / "keys" / "env"
         self.conf_path = self.directory / "supervisord.conf"
         self.pid_path = self.directory / "supervisord.pid"
         self.log_path = self.directory / "supervisord.log"
@@ -161,13 +166,25 @@ class Supervisor:
         startsecs: int = 1,
         stopwaitsecs: int = 40,
         stopsignal: str = "TERM",
+        secret_env: Mapping[str, str] | None = None,
     ) -> None:
-        """Write ``programs/<name>.conf`` and start the program; re-adding with a new config restarts it.
+        """Write ``programs/<name>.conf`` and start the program; re-adding with a new config (or new
+        secrets) restarts it.
 
-        ``env`` is added to supervisord's own environment; put secrets there, never in ``command``.
-        stderr goes to ``stdout_log`` too. A crash is restarted with supervisord's backoff.
+        ``env`` is added to supervisord's own environment and written in the program file;
+        ``secret_env`` is kept in a 0600 file the program reads at each start (see the module's
+        docstring). stderr goes to ``stdout_log`` too. A crash is restarted with supervisord's backoff.
         """
         _check_name(name)
+        secrets_changed = False
+        if secret_env:
+            for key in secret_env:
+                if not _ENV_KEY.match(key):
+                    raise ProgramConfigError(f"program {name}: environment variable name {key!r} is not valid")
+            secrets_changed = self._write_secret_env(name, secret_env)
+            command = [sys.executable, "-I", "-m", "cmlplan.providers.local.envexec", str(self.secret_env_path(name)), "--", *command]
+        else:
+            self._remove_secret_env(name)
         text = _program_config(
             name,
             command,
@@ -182,7 +199,7 @@ class Supervisor:
         self.ensure_running()
         _write_atomic(self.programs_dir / f"{name}.conf", text)
         added, changed, _removed = self._call("reloadConfig")[0]
-        if name in changed:
+        if name in changed or (secrets_changed and name not in added and self._group_exists(name)):
             self._stop_and_remove(name, wait=True)
         elif name not in added and self._group_exists(name):
             return  # same config, already running under supervisord
@@ -203,6 +220,7 @@ class Supervisor:
             self._stop_and_remove(name, wait=wait)
         with contextlib.suppress(FileNotFoundError):
             (self.programs_dir / f"{name}.conf").unlink()
+        self._remove_secret_env(name)
         if self.is_running():
             self._call("reloadConfig")
 
@@ -241,7 +259,29 @@ class Supervisor:
                 ) from fault
             raise self._error(f"signalProcessGroup({name}, {signal})", fault) from fault
 
+    def secret_env_path(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}.json"
+
     # --- internals ------------------------------------------------------------------------------
+
+    def _write_secret_env(self, name: str, secret_env: Mapping[str, str]) -> bool:
+        """Write the program's secrets file (0600, folder 0700); True when its content changed."""
+        path = self.secret_env_path(name)
+        text = json.dumps(dict(sorted(secret_env.items())))
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return False
+        except FileNotFoundError:
+            pass
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secrets_dir, 0o700)
+        os.chmod(self.secrets_dir.parent, 0o700)  # the key folder
+        _write_atomic(path, text)
+        return True
+
+    def _remove_secret_env(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.secret_env_path(name).unlink()
 
     def _stop_and_remove(self, name: str, wait: bool) -> None:
         try:

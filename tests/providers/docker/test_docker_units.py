@@ -92,3 +92,28 @@ def test_only_python_311_builds(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match=r"runtime python 3\.12 is not available on the docker provider"):
         _check_python("3.12")
     assert image_tag("ws", "iris/petal-width", 3) == "cmlplan/ws-iris-petal-width:3"
+
+
+def test_the_environment_hash_leaves_secret_values_out() -> None:
+    import hashlib
+    import json
+
+    from cmlplan.providers.docker.containers import LABEL_SECRET_ENV, env_hash, state_of
+
+    names = frozenset({"DB_PASSWORD"})
+    base = ["PATH=/usr/bin", "MODE=fast"]
+    one = env_hash("00", [*base, "DB_PASSWORD=hunter2"], names)
+    assert one.startswith("m:") and len(one) == 26
+    assert env_hash("00", [*base, "DB_PASSWORD=hunter3"], names) == one  # the keyed fingerprint sees that change
+    assert env_hash("00", ["PATH=/usr/bin", "MODE=slow", "DB_PASSWORD=hunter2"], names) != one
+    legacy = hashlib.sha256(("00" + json.dumps(sorted([*base, "DB_PASSWORD=hunter2"]))).encode()).hexdigest()[:24]
+    assert env_hash("00", [*base, "DB_PASSWORD=hunter2"], None) == legacy  # an unlabelled (older) container
+
+    class Container:
+        name, id = "c", "c-id-0123456789"
+        attrs = {
+            "State": {"Status": "running", "Running": True}, "Image": "sha256:a",
+            "Config": {"Env": [*base, "DB_PASSWORD=hunter2"], "Labels": {LABEL_SECRET_ENV: "DB_PASSWORD"}},
+        }
+
+    assert state_of(Container(), "net", "00").env_hash == one

@@ -242,3 +242,54 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def _add_secret(sup: Supervisor, tmp_path: Path, name: str, secret_env: dict[str, str]) -> Path:
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    out = tmp_path / f"{name}.json"
+    sup.add_program(
+        name, [sys.executable, str(script), str(out), str(tmp_path / f"{name}.hups")], {"PLAIN": "yes"},
+        directory=tmp_path, stdout_log=tmp_path / f"{name}.log", startsecs=0, stopwaitsecs=5,
+        secret_env=secret_env,
+    )
+    return out
+
+
+def test_secret_env_reaches_the_process_but_not_its_config_or_command_line(sup: Supervisor, tmp_path: Path) -> None:
+    secret = {"DB_PASSWORD": "hunter2 ' \" %(here)s ;#", "TOKEN": "s3cr3t/+=="}
+    out = _add_secret(sup, tmp_path, "secretive", secret)
+    report = _wait(lambda: out.exists() and json.loads(out.read_text()), what="env report")
+    assert isinstance(report, dict)
+    assert {k: report["env"][k] for k in secret} == secret and report["env"]["PLAIN"] == "yes"
+    assert report["cwd"] == str(tmp_path)
+    secrets_file = sup.secret_env_path("secretive")
+    assert secrets_file == sup.directory.parent / "keys" / "env" / "secretive.json"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600 and secrets_file.parent.stat().st_mode & 0o777 == 0o700
+    state = _running(sup, "secretive")
+    assert state is not None
+    cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes()
+    assert b"envexec" not in cmdline, "envexec became the program (same pid)"
+    for path in [*sup.directory.rglob("*"), tmp_path / "secretive.log"]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"hunter2" not in data and b"s3cr3t" not in data, path
+    assert b"hunter2" not in cmdline
+
+    # a new secret value with the same config restarts the program; removing it removes the file
+    out.unlink()
+    _add_secret(sup, tmp_path, "secretive", {**secret, "TOKEN": "rotated"})
+    _wait(lambda: out.exists() and json.loads(out.read_text())["env"].get("TOKEN") == "rotated", what="rotated")
+    sup.remove_program("secretive")
+    assert not secrets_file.exists()
+
+
+def test_a_missing_secrets_file_stops_the_program_with_a_clear_line(sup: Supervisor, tmp_path: Path) -> None:
+    out = _add_secret(sup, tmp_path, "lost", {"TOKEN": "x"})
+    first = _wait(lambda: _running(sup, "lost"), what="RUNNING")
+    _wait(out.exists, what="program start")
+    sup.secret_env_path("lost").unlink()
+    assert isinstance(first, ProgramState) and first.pid
+    os.kill(first.pid, signal.SIGKILL)
+    log = tmp_path / "lost.log"
+    _wait(lambda: log.exists() and "cannot read the program's secrets file" in log.read_text(), what="envexec's line")
