@@ -12,6 +12,7 @@ from typing import Any
 
 from ..metrics.tracking import MetricsError, check_metrics
 from ..store import StoreError, UnknownPrediction, WrongProject
+from ..store.usage import technical_cells
 from .codec import InvalidJSON, decode, encode
 from .errors import ProxyError
 from .recorder import Recorder
@@ -163,7 +164,7 @@ async def _aggregate(table: RoutingTable, recorder: Recorder, user: str, query: 
 
 
 async def _technical(table: RoutingTable, recorder: Recorder, user: str, query: dict[str, Any]) -> list[dict[str, Any]]:
-    """Technical cells of one model (per replica, every proxy summed) in [start, end)."""
+    """Technical cells of one model (per replica, every proxy summed, CPU and memory included) in [start, end)."""
     route = _route(table, query, "model", "deployment")
     _require_role(table, route.project, user, write=False)
     start, end = _window(query, required=True)
@@ -172,9 +173,4 @@ async def _technical(table: RoutingTable, recorder: Recorder, user: str, query: 
         raise ProxyError(400, "request.invalid", "replica must be a string")
     assert start is not None and end is not None
     address = route.address
-    return await recorder.read_with(
-        lambda store: [
-            bucket.summary(resolution)
-            for resolution, bucket in store.read_technical(address, start, end, replica)
-        ]
-    )
+    return await recorder.read_with(lambda store: technical_cells(store, address, start, end, replica))
