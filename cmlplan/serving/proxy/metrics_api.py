@@ -19,6 +19,7 @@ from .recorder import Recorder
 from .routes import ModelRoute, RoutingTable
 
 WRITERS = frozenset({"editor", "owner"})
+MAX_TIMESTAMP_MS = 2**62 - 1  # what both stores' BIGINT columns hold with room; far past any real time
 PATHS = (b"/metrics/delayed", b"/metrics/aggregate", b"/metrics/read", b"/metrics/technical")
 
 
@@ -103,7 +104,9 @@ def _window(query: dict[str, Any], required: bool) -> tuple[int | None, int | No
         if value is None and not required:
             values.append(None)
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1.7e12 or 0.0: JSON has one number type, and this one is whole
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIMESTAMP_MS:
             raise ProxyError(
                 400, "request.invalid", f"{name} must be milliseconds since the epoch, not {value!r}"
             )
