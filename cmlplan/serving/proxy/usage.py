@@ -127,7 +127,7 @@ class ReplicaUsage(Collector):
         self._silent: set[str] = set()  # URLs that answered 404: no /usage there
         self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
-        self._last_rollup = 0.0
+        self._last_rollup = float("-inf")  # the first flush rolls up, however long the machine has been up
 
     # ------------------------------------------------------------ sampling
 
