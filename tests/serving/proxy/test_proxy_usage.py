@@ -51,11 +51,11 @@ def start(serving, tmp_path: Path, *, flush: float = 0.3, extra: list[str] | Non
     return serving.proxy(routes), burn_entry["replicas"][0]["id"], old_entry["replicas"][0]["id"]
 
 
-def technical(serving, proxy, model: str) -> list[dict]:
+def technical(serving, proxy, model: str, replica: str | None = None) -> list[dict]:
     end = int(time.time() * 1000) + 60_000
     reply = serving.http(
         "POST", proxy.url + "/metrics/technical",
-        {"model": model, "start_timestamp_ms": end - 3_600_000, "end_timestamp_ms": end},
+        {"model": model, "start_timestamp_ms": end - 3_600_000, "end_timestamp_ms": end, "replica": replica},
         {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
     )  # fmt: skip
     assert reply.status == 200, reply.body
@@ -85,6 +85,9 @@ def test_a_busy_replica_shows_its_cpu_and_memory_in_store_api_and_prometheus(ser
     answered = technical(serving, proxy, "model.iris/burn")
     assert max(c["cpu_cores"] or 0 for c in answered) > 0.1
     assert all(c["memory_bytes"] > 96 * MIB for c in answered)
+    one = technical(serving, proxy, "model.iris/burn", replica=replica)  # all replicas or one: the only one
+    assert one and {c["replica"] for c in one} == {replica} and all(c["memory_bytes"] for c in one)
+    assert technical(serving, proxy, "model.iris/burn", replica="another") == []
 
     text = serving.http("GET", proxy.url + "/metrics").raw.decode()
     labels = f'model="model.iris/burn",project="iris",replica="{replica}"'
