@@ -208,11 +208,13 @@ def slot_urls(target: Target, planned: Attributes) -> list[dict[str, Any]]:
     ]
 
 
-def _env_secret(target: Target, address: str, name: str, values: Mapping[str, str]) -> Manifest:
+def _env_secret(
+    target: Target, address: str, name: str, values: Mapping[str, str], component: str = "replica"
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(target, name, address, "replica"),
+        "metadata": _metadata(target, name, address, component),
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
     }
@@ -264,7 +266,7 @@ def proxy_objects(
     secrets: list[Manifest] = []
     if metrics_dsn:
         secret = names.metrics_secret(target.workspace)
-        secrets.append(_env_secret(target, address, secret, {"dsn": metrics_dsn}))
+        secrets.append(_env_secret(target, address, secret, {"dsn": metrics_dsn}, "proxy"))
         env.append({"name": METRICS_DSN_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": "dsn"}}})
         # a new password must roll the pods (the DSN is read at start only); the fingerprint is salted
         annotations[names.ANNOTATION_ENV] = _digest(planned.get("metrics_store"))

@@ -147,7 +147,8 @@ class KubernetesProvider:
             # every change is an update: the Deployment's RollingUpdate replaces pods without a gap
             return PlanResult(planned=planned, computed=("processes",))
         planned["image"] = self.target.image(self.publisher.proxy_tag())
-        manifests = ob.proxy_objects(self.target, request.address, planned, planned["image"], b"{}")
+        dsn = "(resolved at apply)" if planned.get("metrics_store") else None  # only the object list matters here
+        manifests = ob.proxy_objects(self.target, request.address, planned, planned["image"], b"{}", dsn)
         planned["processes"] = planned_objects(request.current, manifests)
         return PlanResult(planned=planned, computed=("processes",))
 
