@@ -63,7 +63,10 @@ class Store:
 
     @classmethod
     def postgres(cls, dsn: str) -> Store:
-        import psycopg  # only the proxy of a workspace with a DSN needs it
+        try:
+            import psycopg  # only the proxy of a workspace with a DSN needs it
+        except ImportError:
+            raise StoreError("a PostgreSQL metrics store needs psycopg, which this proxy's Python lacks") from None
 
         try:
             conn = psycopg.connect(dsn, connect_timeout=10)

@@ -127,3 +127,31 @@ def test_replica_cpu_and_memory_come_from_the_container_cgroup(usage_ws: DockerW
         assert sum(c.cpu_seconds for _, c in read_usage(store, MODEL, 0, 2**62)) >= 1.5
     finally:
         store.close()
+
+
+def test_a_workspace_dsn_reaches_the_proxy_container_and_a_change_recreates_it(
+    usage_ws: DockerWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs after the test above. The DSN points at the container's own loopback, where nothing
+    listens: the proxy serves, and the metrics API says why it has no store, without the password."""
+    ws = usage_ws
+    proxy = f"cmlplan-{ws.name}-proxy-0"
+    before = json.loads(docker("inspect", proxy).stdout)[0]["Id"]
+    dsn = "postgresql://metrics:s3cret-docker@127.0.0.1:1/metrics"
+    monkeypatch.setenv("MONITOR_DOCKER_DSN", dsn)
+    ws.replace_in_spec("metrics: {flush_interval: 1s}", "metrics: {flush_interval: 1s, dsn: '${env:MONITOR_DOCKER_DSN}'}")
+    output = ws.apply().stdout
+    inspected = json.loads(docker("inspect", proxy).stdout)[0]
+    assert inspected["Id"] != before and f"CMLPLAN_METRICS_DSN={dsn}" in inspected["Config"]["Env"]
+    assert "s3cret" not in output + " ".join(inspected["Config"]["Cmd"])
+    for path in (ws.dir / ".cmlplan" / "state.json", ws.dir / ".cmlplan" / "run" / "routes.json"):
+        assert b"s3cret" not in path.read_bytes(), path
+    assert ws.call(MODEL, {"seconds": 0.01})[0] == 200
+    refused = ws.cli("metrics", MODEL, "--since", "5m", check=False)
+    assert refused.returncode == 1 and "metrics.store_unavailable" in refused.stderr, refused.stderr
+    assert "postgresql://…@127.0.0.1:1/metrics" in refused.stderr and "s3cret" not in refused.stderr
+
+    ws.replace_in_spec(", dsn: '${env:MONITOR_DOCKER_DSN}'", "")
+    ws.apply()
+    assert json.loads(docker("inspect", proxy).stdout)[0]["Id"] != inspected["Id"]  # back to SQLite
+    assert any(c["requests"] for c in report(ws))  # what was stored before the detour is still there
