@@ -49,6 +49,7 @@ class UsageProbe:
     """One keep-alive HTTP/1.1 connection to a replica, for ``GET /usage`` only."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self._request = f"GET /usage HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: application/json\r\n\r\n".encode()
@@ -123,7 +124,7 @@ class ReplicaUsage(Collector):
         self._cells: dict[tuple[str, str, int], UsageCell] = {}
         self._dirty: set[tuple[str, str, int]] = set()
         self._latest: dict[tuple[str, str], Latest] = {}  # (model, replica) -> last sample
-        self._probes: dict[str, UsageProbe] = {}  # by replica URL
+        self._probes: dict[tuple[str, str], UsageProbe] = {}  # (model, replica): one connection each
         self._silent: set[str] = set()  # URLs that answered 404: no /usage there
         self._warned: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -148,8 +149,9 @@ class ReplicaUsage(Collector):
         cell.add_memory(int(memory), limit, cpu_limit)
         before = self._latest.get((model, replica))
         cores = None
+        # CPU from two samples of one process; a new instance (a restart) began its counter again
         if before is not None and before.instance == instance and cpu >= before.cpu_seconds and now > before.at:
-            cell.add_cpu(cpu - before.cpu_seconds, now - before.at)  # a new instance restarted its counter
+            cell.add_cpu(cpu - before.cpu_seconds, now - before.at)
             cores = (cpu - before.cpu_seconds) / (now - before.at)
         self._latest[(model, replica)] = Latest(project, instance, float(cpu), now, int(memory), limit, cpu_limit, cores)
         self._dirty.add(key)
@@ -162,9 +164,10 @@ class ReplicaUsage(Collector):
                 for replica in route.pool.replicas:
                     targets[(route.address, replica.id)] = (route.project, replica.url)
         urls = {url for _, url in targets.values()}
-        for url in [u for u in self._probes if u not in urls]:
-            self._probes.pop(url).close()
+        for key in [k for k, probe in self._probes.items() if k not in targets or probe.url != targets[k][1]]:
+            self._probes.pop(key).close()
         self._silent &= urls
+        self._warned &= urls
         for key in [k for k in self._latest if k not in targets]:
             del self._latest[key]
         gate = asyncio.Semaphore(PARALLEL)
@@ -176,9 +179,9 @@ class ReplicaUsage(Collector):
         await asyncio.gather(*(one(m, r, p, u) for (m, r), (p, u) in targets.items() if u not in self._silent))
 
     async def _sample(self, model: str, replica: str, project: str, url: str) -> None:
-        probe = self._probes.get(url)
+        probe = self._probes.get((model, replica))
         if probe is None:
-            probe = self._probes[url] = UsageProbe(url)
+            probe = self._probes[(model, replica)] = UsageProbe(url)
         try:
             status, body = await asyncio.wait_for(probe.get(), POLL_TIMEOUT)
             if status == 404:

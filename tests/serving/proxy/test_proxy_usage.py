@@ -136,3 +136,25 @@ def test_cpu_comes_from_deltas_of_one_replica_process_and_a_restart_starts_over(
             continue
         raise AssertionError(f"accepted {bad}")
     assert sum(c.samples for c in usage._cells.values()) == 4
+
+
+def test_two_models_on_one_replica_each_get_its_usage_over_their_own_connection(serving, tmp_path):
+    replica = serving.replica("add", "shared-r0")
+    routes = serving.write_routes(
+        tmp_path / "routes.json",
+        {"ak-a": serving.model_entry("model.iris/a", [replica]), "ak-b": serving.model_entry("model.iris/b", [replica])},
+    )
+    document = json.loads(routes.read_text())
+    document["proxy"].update(metrics_store={"url": "sqlite:metrics.db"}, technical_flush_seconds=0.1)
+    routes.write_text(json.dumps(document))
+    proxy = serving.proxy(routes)
+
+    def sampled(model: str) -> int:
+        store = open_store(f"sqlite:{tmp_path / 'metrics.db'}")
+        try:
+            return sum(c.samples for _, c in read_usage(store, model, 0, 2**62))
+        finally:
+            store.close()
+
+    serving.wait_until(lambda: sampled("model.iris/a") >= 10 and sampled("model.iris/b") >= 10, timeout=20)
+    assert "no CPU/memory sample" not in proxy.output()
