@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveWorkspace, live_workspace
+from localws import LiveWorkspace, live_workspace
 
 from cmlplan.serving.store import open_store
 from cmlplan.serving.store.usage import read_usage
