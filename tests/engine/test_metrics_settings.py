@@ -79,6 +79,8 @@ def test_the_proxy_carries_a_reference_and_a_fingerprint_never_the_dsn(engine, f
     assert change.action == Action.UPDATE
     fingerprint = [side["metrics_store"]["dsn_fingerprint"] for side in (change.before, change.after)]
     assert fingerprint[0] != fingerprint[1]
+    shown = render_text(again)
+    assert "~ metrics_store.dsn_fingerprint = (sensitive value) -> (sensitive value)" in shown
     assert "n3w" not in plan_to_json(again) + render_text(again)
 
 
