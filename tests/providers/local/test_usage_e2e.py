@@ -138,7 +138,10 @@ def test_a_burning_replica_shows_cpu_and_memory_everywhere(usage_ws: LiveWorkspa
         finally:
             store.close()
 
-    wait_for(lambda: stored_cpu() >= 2.5, 60, "3 CPU seconds in the store's replica_usage cells")
+    wait_for(
+        lambda: stored_cpu() >= 2.5 and sum(c["requests"] for c in technical(ws)) >= 3,
+        60, "3 CPU seconds and the 3 requests in the store",
+    )  # fmt: skip
     cells = technical(ws)
     assert max(c["cpu_cores"] or 0 for c in cells) > 0.05
     assert all(c["memory_bytes"] > 96 * MIB for c in cells if c["memory_bytes"] is not None)
