@@ -19,7 +19,9 @@ from .call_cmd import _api_key
 from .inspect_cmd import endpoints
 from .options import chdir_option, json_option
 
-COLUMNS = ("time", "replica", "requests", "req/s", "failed", "p50 ms", "p95 ms", "p99 ms", "mean ms", "req B", "resp B")
+COLUMNS = ("time", "replica", "requests", "req/s", "failed", "p50 ms", "p95 ms", "p99 ms", "mean ms", "req B", "resp B",
+           "cpu", "mem MiB")  # fmt: skip
+USAGE = ("cpu_cores", "cpu_limit_cores", "memory_bytes", "memory_max_bytes", "memory_limit_bytes")
 
 
 @click.command("metrics")
@@ -33,7 +35,8 @@ COLUMNS = ("time", "replica", "requests", "req/s", "failed", "p50 ms", "p95 ms",
 def metrics_command(
     address: str, since: str, replica: str | None, per_replica: bool, api_key: str | None, chdir: str, as_json: bool
 ) -> int:
-    """Print a model's requests, failures, response times and sizes per minute (hours past the retention).
+    """Print a model's requests, failures, response times, sizes and replica CPU and memory per minute
+    (hours past the retention).
 
     \b
     Examples:
@@ -106,6 +109,9 @@ def _summed(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("mean_ms", "p50_ms", "p95_ms", "p99_ms"):  # p50..p99 of a sum: the requests-weighted mean
             values = [(c[key], c["requests"]) for c in group if c[key] is not None]
             cell[key] = round(sum(v * n for v, n in values) / sum(n for _, n in values), 3) if values else None
+        for key in USAGE:  # CPU cores and memory of the model: every replica's added up
+            values = [c[key] for c in group if c.get(key) is not None]
+            cell[key] = round(sum(values), 4) if values else None
         summed.append(cell)
     return summed
 
@@ -120,4 +126,6 @@ def _row(cell: dict[str, Any]) -> tuple[str, ...]:
 
     return (when, cell["replica"], str(cell["requests"]), f"{cell['requests_per_second']:.2f}", str(cell["failures"]),
             ms(cell["p50_ms"]), ms(cell["p95_ms"]), ms(cell["p99_ms"]), ms(cell["mean_ms"]),
-            str(cell["request_bytes"]), str(cell["response_bytes"]))  # fmt: skip
+            str(cell["request_bytes"]), str(cell["response_bytes"]),
+            "-" if cell.get("cpu_cores") is None else f"{cell['cpu_cores']:.2f}",
+            "-" if cell.get("memory_bytes") is None else f"{cell['memory_bytes'] / 1048576:.1f}")  # fmt: skip

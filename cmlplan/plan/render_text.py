@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from ..values import mask
+from ..values import is_sensitive_key, mask
 from .action import Action
 from .change import Drift, ResourceChange
 from .diff import AttributeChange, attribute_changes, dotted
@@ -112,7 +112,7 @@ def _change_lines(change: ResourceChange, style: Style) -> Iterator[str]:
         for path, value in _leaves(before or {}):
             yield f"      {style('-', 'red')} {path} = {_show(value)}"
     else:
-        diffs = attribute_changes(before, after)
+        diffs = masked_changes(change.before, change.after)
         yield from _diff_lines(diffs, change.replace_paths, style)
         hidden = _unchanged_count(before or {}, diffs)
         if hidden:
@@ -132,7 +132,24 @@ def _drift_lines(drift: Drift, style: Style) -> Iterator[str]:
         yield style(f"  # {drift.address} was deleted outside cmlplan", "bold")
         return
     yield style(f"  # {drift.address} has changed", "bold")
-    yield from _diff_lines(attribute_changes(mask(drift.prior), mask(drift.live)), (), style)
+    yield from _diff_lines(masked_changes(drift.prior, drift.live), (), style)
+
+
+def masked_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[AttributeChange]:
+    """The leaves that differ, compared unmasked and shown masked: a new secret behind a fingerprint
+    is a change people must see (as ``(sensitive value) -> (sensitive value)``), not a silent one."""
+    return [
+        AttributeChange(
+            c.path, c.before if c.added else _masked_at(c.path, c.before), c.after if c.removed else _masked_at(c.path, c.after)
+        )
+        for c in attribute_changes(before, after)
+    ]
+
+
+def _masked_at(path: tuple[str | int, ...], value: Any) -> Any:
+    """``value`` masked as the leaf at ``path``: sensitive when any key on the way is."""
+    sensitive = next((part for part in path if isinstance(part, str) and is_sensitive_key(part)), None)
+    return mask(value, sensitive or (str(path[-1]) if path else ""))
 
 
 def _diff_lines(diffs: list[AttributeChange], replace_paths: tuple[str, ...], style: Style) -> Iterator[str]:

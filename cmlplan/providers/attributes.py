@@ -141,6 +141,13 @@ class ApiKeyRoute(_Record):
     expires: str | None = None
 
 
+class MetricsStore(_Record):
+    """A PostgreSQL metrics store: the DSN's ${env:NAME} reference and a salted fingerprint of its value."""
+
+    dsn_ref: str
+    dsn_fingerprint: str
+
+
 class ProxyAttributes(_Attributes):
     kind = "proxy"
     computed = ("processes",)
@@ -156,6 +163,10 @@ class ProxyAttributes(_Attributes):
     api_keys: dict[str, ApiKeyRoute] = Field(default_factory=dict)
     projects: dict[str, dict[str, str]] = Field(default_factory=dict)
     processes: list[ProcessRecord] | None = None
+    # the Workspace's metrics settings, present only when not at their defaults
+    metrics_store: MetricsStore | None = None
+    metrics_retention_days: int | None = Field(None, ge=1)
+    technical_flush_seconds: float | None = Field(None, gt=0)
 
 
 class RegistryAttributes(_Attributes):

@@ -7,10 +7,12 @@ differ in how they start and stop a replica (a supervisord program, a container)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..serving.defaults import METRICS_DSN_ENV
 from ..values import UNKNOWN
-from .base import Attributes, PlanRequest, PlanResult, UnsupportedError
+from .base import Attributes, PlanRequest, PlanResult, ProviderError, UnsupportedError
 from .routing import RoutingTable
 
 DEPLOYMENT_REPLACE_PATHS = (
@@ -28,6 +30,9 @@ DEPLOYMENT_REPLACE_PATHS = (
 # turn through the rollout (deployment id and build stay). request_timeout sets the watchdog.
 RESTART_PATHS = ("request_timeout",)
 PROXY_REPLACE_PATHS = ("host", "port")
+# Read once at the proxy's start (the store's DSN lives in its environment): a change restarts the
+# proxy processes one at a time.
+PROXY_RESTART_PATHS = ("metrics_store", "metrics_retention_days", "technical_flush_seconds")
 # A replica whose prediction runs this much longer than the proxy's request_timeout (which already
 # answered 504) exits, and its supervisor starts a fresh one.
 PREDICTION_TIMEOUT_MARGIN = 5.0
@@ -72,8 +77,12 @@ def route_model(routes: RoutingTable, planned: Attributes, processes: list[dict[
     return routes.set_model(str(planned["model"]), entry)
 
 
-def route_proxy(routes: RoutingTable, planned: Attributes, host: str) -> int:
-    """Write the proxy's settings, API keys and projects; returns the new routing generation."""
+def route_proxy(routes: RoutingTable, planned: Attributes, host: str, *, sqlite: bool = True) -> int:
+    """Write the proxy's settings, API keys and projects; returns the new routing generation.
+
+    ``sqlite``: without a PostgreSQL store, the proxy writes a SQLite file beside the routes (not
+    on Kubernetes, where the routes are a read-only Secret shared by several proxy pods).
+    """
 
     def mutate(data: dict[str, Any]) -> None:
         data["proxy"] = {
@@ -82,9 +91,7 @@ def route_proxy(routes: RoutingTable, planned: Attributes, host: str) -> int:
             "max_request_bytes": planned["max_request_bytes"],
             # read deadlines; a state written before they existed leaves them to the proxy's defaults
             **{k: planned[k] for k in ("header_timeout", "body_timeout", "keepalive_timeout") if k in planned},
-            # the proxy writes the metrics store: {"dsn_env": VAR} when planned, else SQLite beside the
-            # routes file (a relative path: wherever the proxy sees the file, in a container too)
-            "metrics_store": planned.get("metrics_store") or {"url": f"sqlite:{METRICS_DB}"},
+            **metrics_routes(planned, sqlite=sqlite),
         }
         data["listen"] = {"host": host, "port": planned["port"]}
         data["api_keys"] = {
@@ -94,6 +101,35 @@ def route_proxy(routes: RoutingTable, planned: Attributes, host: str) -> int:
         data["projects"] = planned.get("projects") or {}
 
     return routes.change(mutate)
+
+
+def metrics_routes(planned: Attributes, *, sqlite: bool = True) -> dict[str, Any]:
+    """The routes file's metrics settings: the DSN's variable (never its value) or SQLite, retention, flush."""
+    found: dict[str, Any] = {}
+    if planned.get("metrics_store"):
+        found["metrics_store"] = {"dsn_env": METRICS_DSN_ENV}
+    elif sqlite:  # a relative path: beside the routes file wherever the proxy sees it, in a container too
+        found["metrics_store"] = {"url": f"sqlite:{METRICS_DB}"}
+    for key in ("metrics_retention_days", "technical_flush_seconds"):
+        if planned.get(key) is not None:
+            found[key] = planned[key]
+    return found
+
+
+def proxy_environment(address: str, planned: Attributes, secrets: Mapping[str, str]) -> dict[str, str]:
+    """What the proxy processes need in their environment: the metrics store's DSN, when there is one."""
+    if not planned.get("metrics_store"):
+        return {}
+    dsn = secrets.get("metrics.dsn")
+    if not dsn:
+        reference = (planned.get("metrics_store") or {}).get("dsn_ref", "${env:...}")
+        raise ProviderError(f"{address}: the metrics store's DSN ({reference}) was not resolved for this apply")
+    return {METRICS_DSN_ENV: dsn}
+
+
+def needs_proxy_restart(prior: Attributes | None, planned: Attributes) -> bool:
+    """Whether the running proxies were started with other metrics settings than planned."""
+    return prior is not None and any(prior.get(path) != planned.get(path) for path in PROXY_RESTART_PATHS)
 
 
 def proxy_url(listen: dict[str, Any]) -> str | None:

@@ -52,7 +52,8 @@ from .buildfiles import (
 from .source import FileEntry, dependency_hash, parse_requirements
 
 IMAGE_PYTHON = "3.11"
-PROXY_PACKAGES = ("uvloop", "httptools", "orjson", "prometheus-client")
+# psycopg: a Workspace's metrics.dsn makes the proxy write PostgreSQL (imported only then)
+PROXY_PACKAGES = ("uvloop", "httptools", "orjson", "prometheus-client", "psycopg", "psycopg-binary")
 WHEELS_MARKER = "cmlplan-wheels.json"
 LABEL_WORKSPACE = "cmlplan.workspace"
 LABEL_ADDRESS = "cmlplan.address"

@@ -23,7 +23,15 @@ import aiohttp
 
 from .attributes import check
 from .base import ApplyRequest, ApplyResult, Attributes, ProviderError
-from .deployments import needs_restart, process_names, proxy_url, route_model, route_proxy
+from .deployments import (
+    needs_proxy_restart,
+    needs_restart,
+    process_names,
+    proxy_environment,
+    proxy_url,
+    route_model,
+    route_proxy,
+)
 from .probes import ProbeFailed, check_example, proxy_generation, wait_healthy
 from .routing import RoutingTable, restore_model, snapshot_model
 from .runtime import LiveReplica, ReplicaRuntime, ReplicaSpec, StartedReplica, replica_token
@@ -304,7 +312,11 @@ class Rollout:
         await self.runtime.prepare()
         host = self.runtime.proxy_host(planned)
         generation = await asyncio.to_thread(route_proxy, self.routes, planned, host)
-        records, started = await self.runtime.ensure_proxies(request.address, planned, request.progress)
+        records, started = await self.runtime.ensure_proxies(
+            request.address, planned, request.progress,
+            env=proxy_environment(request.address, planned, request.secrets),
+            restart=not request.replace and needs_proxy_restart(prior, planned),
+        )  # fmt: skip
         url = proxy_url({"host": host, "port": planned["port"]})
         assert url is not None
         session = await self._http()

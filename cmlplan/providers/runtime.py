@@ -95,8 +95,12 @@ class ReplicaRuntime(Protocol):
     def proxy_host(self, planned: Attributes) -> str:
         """The host the proxy is reached on from this machine (written to the routes file's ``listen``)."""
 
-    async def ensure_proxies(self, address: str, planned: Attributes, progress: Progress) -> tuple[list[dict[str, Any]], list[str]]:
-        """Run the proxy processes ``planned`` asks for; returns (their records, names just started)."""
+    async def ensure_proxies(
+        self, address: str, planned: Attributes, progress: Progress, *, env: Mapping[str, str], restart: bool
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Run the proxy processes ``planned`` asks for with ``env`` (the metrics DSN); ``restart``:
+        the running ones were started with other settings, so restart them, one at a time where
+        several share the port. Returns (their records, names just started or restarted)."""
 
     async def release_if_idle(self) -> None:
         """Stop the supervisor (supervisord, the network) when nothing of the workspace runs on it."""

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ..serving.defaults import METRICS_FLUSH_SECONDS as DEFAULT_FLUSH_SECONDS
+from ..serving.defaults import METRICS_RETENTION_DAYS as DEFAULT_RETENTION_DAYS
 from .common import ENV_REFERENCE, Name, StrictModel
 from .units import Duration
 
@@ -95,6 +97,28 @@ class OpenLineageSettings(StrictModel):
         return self
 
 
+class MetricsSettings(StrictModel):
+    dsn: str | None = Field(
+        None,
+        description="PostgreSQL connection string of the metrics store the proxy writes, only as ${env:NAME} "
+        "(it holds a password); without it, a SQLite file beside the routing table (local, docker)",
+    )
+    retention_days: int = Field(
+        DEFAULT_RETENTION_DAYS, ge=1, le=3650,
+        description="technical metrics are kept per minute this long, then rolled up into hours",
+    )
+    flush_interval: Duration = Field(
+        DEFAULT_FLUSH_SECONDS, gt=0, le=3600,
+        description="how often each proxy writes its request counts and samples its replicas' CPU and memory",
+    )
+
+    @model_validator(mode="after")
+    def _dsn_reference(self) -> MetricsSettings:
+        if self.dsn is not None and not ENV_REFERENCE.match(self.dsn):
+            raise ValueError("dsn must be an ${env:NAME} reference: a connection string holds a password")
+        return self
+
+
 class WorkspaceSpec(StrictModel):
     provider: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="what runs builds, replicas and the proxy"
@@ -109,6 +133,9 @@ class WorkspaceSpec(StrictModel):
     docker: DockerSettings = Field(default_factory=DockerSettings, description="docker provider settings")
     kubernetes: KubernetesSettings = Field(
         default_factory=KubernetesSettings, description="kubernetes provider settings"
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="the model metrics store the proxy writes, and how long it keeps technical metrics"
     )
     openlineage: OpenLineageSettings | None = Field(
         None, description="emit an OpenLineage event for every apply (needs openlineage-python)"

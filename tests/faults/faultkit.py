@@ -1,6 +1,6 @@
 """Helpers for fault tests: real cmlplan runs, supervisord, replicas and proxy, with faults injected.
 
-The workspace helper reuses ``LiveWorkspace`` from tests/providers/local/conftest.py (loaded by path:
+The workspace helper reuses ``LiveWorkspace`` from tests/providers/local/localws.py (loaded by path:
 the tests folder is not a package) and adds what fault tests need: a cmlplan run that pauses after a
 chosen output line so it can be killed at an exact step, the state document, and the orphan check.
 Every process a test starts is killed in a ``finally``; every wait has a deadline.
@@ -28,7 +28,7 @@ from cmlplan.state.document import StateDocument
 from cmlplan.state.file import FileBackend
 
 HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("cmlplan_local_e2e_fixtures", HERE.parent / "providers" / "local" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("cmlplan_local_e2e_fixtures", HERE.parent / "providers" / "local" / "localws.py")
 assert _spec is not None and _spec.loader is not None
 _local = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = _local

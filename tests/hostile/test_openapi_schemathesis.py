@@ -1,7 +1,9 @@
 """docs/openapi/proxy.yaml is valid OpenAPI, and a real proxy answers as it says (schemathesis).
 
 One proxy serves two models on one echo replica: one without authentication, one with it (plus an
-API key of a collaborator). Every generated case is sent as generated (random access keys: 404,
+API key of a collaborator), and writes a SQLite metrics store. Metrics API calls the generator
+made valid are sent again with the owner's key about a deployed model, so the 200 answers (reads,
+aggregates, technical cells) are checked against the spec too. Every generated case is sent as generated (random access keys: 404,
 bad bodies: 400, ...) and, for positive cases, again with each real access key and the valid API
 key, so the success path and the auth errors are checked against the spec too. Any 5xx fails
 (``not_a_server_error``: the echo model cannot raise on JSON input), as does any status, content
@@ -13,6 +15,7 @@ rightly a 404) and ``max_response_time``. The stateful checks have no resources 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,11 @@ CHECKS = [
 def test_the_spec_is_valid_openapi() -> None:
     schema = schemathesis.openapi.from_path(SPEC)
     operations = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
-    assert operations == {("POST", "/model"), ("GET", "/healthz"), ("GET", "/metrics")}
+    assert operations == {
+        ("POST", "/model"), ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/monitoring"),
+        ("POST", "/metrics/read"), ("POST", "/metrics/delayed"), ("POST", "/metrics/aggregate"),
+        ("POST", "/metrics/technical"),
+    }  # fmt: skip
     import yaml  # schemathesis depends on PyYAML
 
     document = yaml.safe_load(SPEC.read_text())
@@ -72,6 +79,9 @@ def proxy_url(serving: Any) -> str:
         max_request_bytes=1 << 20,
         busy_timeout=10.0,
     )
+    document = json.loads(routes.read_text())  # a metrics store, so the metrics API can answer 200
+    document["proxy"].update(metrics_store={"url": "sqlite:metrics.db"}, technical_flush_seconds=0.5)
+    routes.write_text(json.dumps(document))
     return serving.proxy(routes).url
 
 
@@ -83,9 +93,12 @@ schema = schemathesis.openapi.from_path(SPEC)
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_proxy_answers_as_the_spec_says(case: Any, proxy_url: str) -> None:
     case.call_and_validate(base_url=proxy_url, checks=CHECKS, timeout=15)
-    if case.operation.path != "/model" or not isinstance(case.body, dict) or "request" not in case.body:
+    if getattr(case.meta.generation.mode, "value", "positive") != "positive" or not isinstance(case.body, dict):
         return
-    if getattr(case.meta.generation.mode, "value", "positive") != "positive":
+    if case.operation.path.startswith("/metrics/"):
+        _again_as_a_collaborator(case, proxy_url)
+        return
+    if case.operation.path != "/model" or "request" not in case.body:
         return
     original_key = case.body.get("accessKey")
     original_headers = dict(case.headers or {})
@@ -106,3 +119,30 @@ def test_the_proxy_answers_as_the_spec_says(case: Any, proxy_url: str) -> None:
         assert response.status_code == expected, (key, authorization, response.text)
     case.body["accessKey"] = original_key
     case.headers = original_headers
+
+
+def _again_as_a_collaborator(case: Any, proxy_url: str) -> None:
+    """A schema-valid metrics call sent again with the owner's key about a deployed model: it is
+    answered 200, or 400/404 for what the schema cannot say (end before start, no model named, an
+    unknown prediction); never a 5xx, and always as the spec says."""
+    body = dict(case.body)
+    if case.operation.path == "/metrics/delayed":
+        expected = {200, 404}  # a random UUID names no stored prediction
+    else:
+        body.pop("deployment", None)
+        body.pop("model_deployment", None)
+        body["model"] = "model.numbers/free"
+        body.pop("replica", None)
+        expected = {200, 400}  # 400: a window whose end is before its start
+    original_body, original_headers = case.body, dict(case.headers or {})
+    case.body = body
+    case.headers = {**{k: v for k, v in original_headers.items() if k.lower() != "authorization"},
+                    "Authorization": f"Bearer {API_KEY}"}  # fmt: skip
+    try:
+        response = case.call(base_url=proxy_url, timeout=15)
+        case.validate_response(response, checks=CHECKS[:5])
+        assert response.status_code in expected, (case.operation.path, body, response.text)
+        if response.status_code == 400:
+            assert "is before start_timestamp_ms" in response.text, response.text
+    finally:
+        case.body, case.headers = original_body, original_headers

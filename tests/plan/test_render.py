@@ -86,7 +86,11 @@ def test_sensitive_values_are_masked(plan: Plan) -> None:
 def test_drift_section(plan: Plan) -> None:
     text = render_text(plan)
     assert text.startswith("Changed outside cmlplan")
-    assert '# model.p/m has changed\n      ~ description = "old" -> "edited"' in text
+    assert (
+        "# model.p/m has changed\n      ~ access_key_hash = (sensitive value) -> (sensitive value)\n"
+        '      ~ description = "old" -> "edited"'
+    ) in text  # a changed secret shows, masked, as Terraform shows it
+    assert HASH not in text
 
 
 def test_no_changes() -> None:

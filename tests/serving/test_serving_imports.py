@@ -1,5 +1,6 @@
 """The serving runtime ships alone: it never imports the control plane, and the replica runtime
-(copied into model build venvs) imports only the stdlib plus uvicorn/uvloop/httptools.
+(copied into model build venvs) imports only the stdlib plus the runtime packages every build
+installs (uvicorn, uvloop, httptools, psutil).
 
 Relative imports are resolved against the importing module, so ``from ...values import UNKNOWN``
 inside ``cmlplan/serving/proxy/`` counts as ``cmlplan.values`` (it would break every replica).
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 SERVING = Path(__file__).resolve().parents[2] / "cmlplan" / "serving"
-REPLICA_THIRD_PARTY = {"uvicorn", "uvloop", "httptools"}
 # Loaded only by registered (MLflow) models' shims, whose venvs install the model's own requirements.
 PYFUNC_THIRD_PARTY = {"mlflow", "pandas"}
 
@@ -60,14 +60,16 @@ def test_serving_never_imports_the_rest_of_cmlplan():
             )
 
 
-def test_replica_imports_only_stdlib_and_uvicorn():
+def test_replica_imports_only_stdlib_and_the_runtime_packages():
+    from cmlplan.providers.buildfiles import RUNTIME_PACKAGES
+
     for path, names in _modules(SERVING / "replica"):
         for name in names:
             top = name.split(".")[0]
             if top == "cmlplan":
                 assert name.startswith("cmlplan.serving"), (path, name)
                 continue
-            allowed = REPLICA_THIRD_PARTY | (PYFUNC_THIRD_PARTY if path.name == "pyfunc.py" else set())
+            allowed = set(RUNTIME_PACKAGES) | (PYFUNC_THIRD_PARTY if path.name == "pyfunc.py" else set())
             assert top in sys.stdlib_module_names or top in allowed, (path, name)
 
 

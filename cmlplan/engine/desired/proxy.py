@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...serving.defaults import METRICS_FLUSH_SECONDS, METRICS_RETENTION_DAYS
+from ...specs import env_reference
 from ...specs.proxy import ProxySpec
+from ...specs.workspace import MetricsSettings
 from ...values import UNKNOWN
+from ..envrefs import fingerprint_value, resolve
 from .world import Builder, Known
 
 KUBERNETES_PROXY_REPLICAS = 2
@@ -22,6 +26,10 @@ def add_proxy(b: Builder) -> None:
 
     # on Kubernetes the proxy runs 2 pods unless the spec says otherwise (one node may go away)
     replicas = spec.replicas if "replicas" in spec.model_fields_set or b.provider != "kubernetes" else KUBERNETES_PROXY_REPLICAS
+
+    settings = b.config.workspace_spec.metrics
+    where = f"{b.config.workspace.origin}: {b.config.workspace.address}: metrics.dsn"
+    metrics = metrics_attributes(b, settings, where)
 
     def compute(known: Known) -> dict[str, Any]:
         keys = {}
@@ -45,6 +53,7 @@ def add_proxy(b: Builder) -> None:
             "keepalive_timeout": spec.keepalive_timeout,
             "api_keys": keys,
             "projects": roles,
+            **metrics,
         }
 
     b.add(
@@ -54,4 +63,23 @@ def add_proxy(b: Builder) -> None:
         tuple(apikeys + projects + deployments),
         compute,
         resource.lifecycle if resource else None,
+        secrets=lambda: {"metrics.dsn": resolve(settings.dsn, where, b.environ)} if settings.dsn else {},
     )
+
+
+def metrics_attributes(b: Builder, settings: MetricsSettings, where: str) -> dict[str, Any]:
+    """The Workspace's metrics settings as the proxy's attributes; only those not at their default,
+    so the proxy of an older state plans no change. The DSN stays a reference plus a salted fingerprint (a new
+    password shows in the plan and restarts the proxy without being shown)."""
+    found: dict[str, Any] = {}
+    if settings.dsn:
+        found["metrics_store"] = {
+            "dsn_ref": settings.dsn,
+            "dsn_fingerprint": fingerprint_value(b.salt, settings.dsn, where, b.environ),
+        }
+        assert env_reference(settings.dsn) is not None  # the spec allows nothing else
+    if settings.retention_days != METRICS_RETENTION_DAYS:
+        found["metrics_retention_days"] = settings.retention_days
+    if settings.flush_interval != METRICS_FLUSH_SECONDS:
+        found["technical_flush_seconds"] = settings.flush_interval
+    return found

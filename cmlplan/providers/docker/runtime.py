@@ -14,6 +14,7 @@ import contextlib
 import functools
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,10 @@ class DockerRuntime:
             "--replica-id", spec.replica_id,
         ]
         model_key = str(planned["model"]).removeprefix("model.")
-        if self._runtime_has_watchdog(model_key, int(planned["build"])):  # images of an older cmlplan lack it
+        if self._runtime_has(model_key, int(planned["build"]), "watchdog.py"):  # images of an older cmlplan lack it
             command += ["--prediction-timeout", f"{prediction_timeout(planned):g}"]
+        if self._runtime_has(model_key, int(planned["build"]), "usage.py"):
+            command += ["--usage-source", "cgroup"]  # the container's own cgroup, as docker stats reads it
         memory = int(planned["memory"])
         labels = {
             ct.LABEL_WORKSPACE: self.workspace,
@@ -185,15 +188,15 @@ class DockerRuntime:
         return self.publish_host
 
     async def ensure_proxies(
-        self, address: str, planned: Attributes, progress: Progress
+        self, address: str, planned: Attributes, progress: Progress, *, env: Mapping[str, str], restart: bool
     ) -> tuple[list[dict[str, Any]], list[str]]:
         client = await self.client()
         image = await asyncio.to_thread(self.builder.ensure_proxy_image, progress)
         name, port = self.proxy_name, int(planned["port"])
         state = await asyncio.to_thread(ct.get, client, name, self.network, self.salt)
         started = []
-        if state is None or not state.running or state.labels.get("cmlplan.image") != image:
-            progress(f"starting {name} on {self.publish_host}:{port}")
+        if state is None or not state.running or state.labels.get("cmlplan.image") != image or restart:
+            progress(f"{'restarting' if state is not None and restart else 'starting'} {name} on {self.publish_host}:{port}")
             command = [
                 "python", "-m", "cmlplan.serving.proxy", "--routes", f"{ROUTES_MOUNT}/routes.json",
                 "--host", "0.0.0.0", "--port", str(port),
@@ -212,7 +215,8 @@ class DockerRuntime:
                     # stop signal, Docker 20.10 disables the restart policy after any signal it sends
                     stop_signal="SIGTERM",
                     ports={f"{port}/tcp": (self.publish_host, port)},
-                    volumes={str(self.routes_dir): {"bind": ROUTES_MOUNT, "mode": "ro"}},
+                    volumes={str(self.routes_dir): {"bind": ROUTES_MOUNT, "mode": "rw"}},
+                    environment=dict(env),  # the metrics DSN: in the container's environment only
                 )
 
             try:
@@ -236,10 +240,10 @@ class DockerRuntime:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _runtime_has_watchdog(self, model_key: str, number: int) -> bool:
-        """Whether the build's image carries the prediction watchdog (its context holds the runtime)."""
+    def _runtime_has(self, model_key: str, number: int, module: str) -> bool:
+        """Whether the build's image carries this replica module (its context holds the runtime)."""
         runtime = self.builder.context_dir(model_key, number) / "runtime" / "cmlplan" / "serving" / "replica"
-        return (runtime / "watchdog.py").is_file()
+        return (runtime / module).is_file()
 
     async def _cpus(self) -> float:
         if self._ncpu is None:

@@ -49,6 +49,11 @@ def routes_secret(workspace: str) -> str:
     return bounded(f"cmlplan-{workspace}-routes")
 
 
+def metrics_secret(workspace: str) -> str:
+    """The proxy's metrics store DSN (a Secret: it holds a password)."""
+    return bounded(f"cmlplan-{workspace}-metrics")
+
+
 def env_secret(workspace: str, project: str, model: str) -> str:
     return bounded(f"cmlplan-{workspace}-{project}-{model}-env")
 

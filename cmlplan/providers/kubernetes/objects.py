@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ...serving.defaults import METRICS_DSN_ENV
 from ..base import Attributes
 from ..deployments import prediction_timeout
 from . import names
@@ -109,6 +110,7 @@ def _model_deployment(
         "python", "-m", "cmlplan.serving.replica", "--source", "/app", "--file", str(planned["file"]),
         "--function", str(planned["function"]), "--host", "0.0.0.0", "--port", str(REPLICA_PORT),
         "--replica-id", "$(CMLPLAN_POD_NAME)", "--prediction-timeout", f"{prediction_timeout(planned):g}",
+        "--usage-source", "cgroup",  # the pod's container cgroup, as the kubelet's cAdvisor reads it
     ]
     resources = _resources(cpu, int(planned["memory"]), int(planned.get("gpus") or 0))
     labels = names.base_labels(target.workspace, address, "replica")
@@ -206,11 +208,13 @@ def slot_urls(target: Target, planned: Attributes) -> list[dict[str, Any]]:
     ]
 
 
-def _env_secret(target: Target, address: str, name: str, values: Mapping[str, str]) -> Manifest:
+def _env_secret(
+    target: Target, address: str, name: str, values: Mapping[str, str], component: str = "replica"
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(target, name, address, "replica"),
+        "metadata": _metadata(target, name, address, component),
         "type": "Opaque",
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
     }
@@ -251,9 +255,21 @@ def _decimal(value: float) -> str:
 # -- the proxy ----------------------------------------------------------------------------------
 
 
-def proxy_objects(target: Target, address: str, planned: Attributes, proxy_image: str, routes: bytes) -> list[Manifest]:
-    """The proxy's Secret (routing table), Deployment and Service; ``proxy_image`` is what the pods pull."""
+def proxy_objects(
+    target: Target, address: str, planned: Attributes, proxy_image: str, routes: bytes, metrics_dsn: str | None = None
+) -> list[Manifest]:
+    """The proxy's Secrets (routing table; the metrics store's DSN when there is one), Deployment and
+    Service; ``proxy_image`` is what the pods pull."""
     name = names.proxy_object(target.workspace)
+    annotations = {names.ANNOTATION_ADDRESS: address}
+    env: list[dict[str, Any]] = []
+    secrets: list[Manifest] = []
+    if metrics_dsn:
+        secret = names.metrics_secret(target.workspace)
+        secrets.append(_env_secret(target, address, secret, {"dsn": metrics_dsn}, "proxy"))
+        env.append({"name": METRICS_DSN_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": "dsn"}}})
+        # a new password must roll the pods (the DSN is read at start only); the fingerprint is salted
+        annotations[names.ANNOTATION_ENV] = _digest(planned.get("metrics_store"))
     port = int(planned["port"])
     labels = names.base_labels(target.workspace, address, "proxy")
     command = [
@@ -272,7 +288,7 @@ def proxy_objects(target: Target, address: str, planned: Attributes, proxy_image
             "progressDeadlineSeconds": target.progress_deadline,
             "template": {
                 # the routes digest annotation is applied apart (``routes_bump``, its own field manager)
-                "metadata": {"labels": labels, "annotations": {names.ANNOTATION_ADDRESS: address}},
+                "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     **_pod_basics(target),
                     "containers": [
@@ -281,6 +297,7 @@ def proxy_objects(target: Target, address: str, planned: Attributes, proxy_image
                             "image": proxy_image,
                             "imagePullPolicy": "IfNotPresent",
                             "command": command,
+                            **({"env": env} if env else {}),
                             "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -299,6 +316,7 @@ def proxy_objects(target: Target, address: str, planned: Attributes, proxy_image
     }
     return [
         routes_object(target, routes),
+        *secrets,
         deployment,
         _service(target, address, name, "proxy", [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]),
     ]

@@ -18,9 +18,11 @@ import asyncio
 import base64
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ...serving.defaults import METRICS_DSN_ENV
 from ...values import UNKNOWN
 from ..attributes import check
 from ..base import (
@@ -35,7 +37,7 @@ from ..base import (
     ReadResult,
 )
 from ..buildfiles import BuildError, build_error, build_inputs
-from ..deployments import route_model, route_proxy
+from ..deployments import proxy_environment, route_model, route_proxy
 from ..images import ImageRequest
 from ..probes import ProbeFailed, judge_answer
 from ..routing import RoutingTable, parse_table, restore_model, snapshot_model
@@ -145,7 +147,8 @@ class KubernetesProvider:
             # every change is an update: the Deployment's RollingUpdate replaces pods without a gap
             return PlanResult(planned=planned, computed=("processes",))
         planned["image"] = self.target.image(self.publisher.proxy_tag())
-        manifests = ob.proxy_objects(self.target, request.address, planned, planned["image"], b"{}")
+        dsn = "(resolved at apply)" if planned.get("metrics_store") else None  # only the object list matters here
+        manifests = ob.proxy_objects(self.target, request.address, planned, planned["image"], b"{}", dsn)
         planned["processes"] = planned_objects(request.current, manifests)
         return PlanResult(planned=planned, computed=("processes",))
 
@@ -315,10 +318,12 @@ class KubernetesProvider:
         check(request.address, "proxy", planned)
         image = await asyncio.to_thread(self.publisher.proxy, request.progress)
         await self._seed_routes()
-        await asyncio.to_thread(route_proxy, self.routes, planned, "0.0.0.0")
+        # no SQLite default: the routes are a read-only Secret shared by every proxy pod
+        await asyncio.to_thread(partial(route_proxy, self.routes, planned, "0.0.0.0", sqlite=False))
+        dsn = proxy_environment(request.address, planned, request.secrets).get(METRICS_DSN_ENV)
         async with self._routes_lock:
             content = await asyncio.to_thread(self._routes_bytes)
-            manifests = ob.proxy_objects(self.target, request.address, {**planned}, image, content)
+            manifests = ob.proxy_objects(self.target, request.address, {**planned}, image, content, dsn)
             await self._apply_objects(manifests)
             await self._roll_proxy(await self.api(), content, request, what="proxy rollout")
         request.progress(

@@ -12,6 +12,8 @@ import functools
 import math
 import socket
 import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +75,11 @@ class SupervisorRuntime:
             "--host", "127.0.0.1", "--port", str(port), "--replica-id", spec.replica_id,
             "--memory-bytes", str(int(planned["memory"])),
         ]
-        if (Path(build.runtime_dir) / "cmlplan" / "serving" / "replica" / "watchdog.py").is_file():
+        runtime = Path(build.runtime_dir) / "cmlplan" / "serving" / "replica"
+        if (runtime / "watchdog.py").is_file():
             command += ["--prediction-timeout", f"{prediction_timeout(planned):g}"]  # older builds lack it
+        if (runtime / "usage.py").is_file():
+            command += ["--usage-source", "psutil"]  # a host process: its own process tree
         self.logs.mkdir(parents=True, exist_ok=True)
         spec.progress(f"starting replica {spec.index + 1} ({spec.replica_id}) on port {port}")
         await asyncio.to_thread(
@@ -114,23 +119,42 @@ class SupervisorRuntime:
         return str(planned["host"])
 
     async def ensure_proxies(
-        self, address: str, planned: Attributes, progress: Progress
+        self, address: str, planned: Attributes, progress: Progress, *, env: Mapping[str, str], restart: bool
     ) -> tuple[list[dict[str, Any]], list[str]]:
         present = {p.name for p in await self._programs()}
         wanted = [f"{PROXY_PROGRAM}-{i}" for i in range(int(planned.get("replicas", 1)))]
         missing = [n for n in wanted if n not in present]
+        command = [
+            sys.executable, "-m", "cmlplan.serving.proxy", "--routes", str(self.routes_path),
+            "--host", str(planned["host"]), "--port", str(planned["port"]),
+        ]  # fmt: skip
+        self.logs.mkdir(parents=True, exist_ok=True)
+        restarted = [n for n in wanted if n not in missing] if restart else []
+        for name in restarted:  # one at a time: the others keep the shared port answering
+            progress(f"restarting {name}: the metrics settings changed")
+            await self.remove(name)
+            await asyncio.to_thread(self.supervisor.add_program, name, command, env, self.root, self.logs / f"{name}.log")
+            await self._wait_running(name)
         for name in missing:
             progress(f"starting {name} on {planned['host']}:{planned['port']}")
-            command = [
-                sys.executable, "-m", "cmlplan.serving.proxy", "--routes", str(self.routes_path),
-                "--host", str(planned["host"]), "--port", str(planned["port"]),
-            ]
-            self.logs.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(self.supervisor.add_program, name, command, {}, self.root, self.logs / f"{name}.log")
+            await asyncio.to_thread(self.supervisor.add_program, name, command, env, self.root, self.logs / f"{name}.log")
         for name in sorted(present):
             if name.startswith(PROXY_PROGRAM) and name not in wanted:
                 await self.remove(name)
-        return [{"name": n, "index": i} for i, n in enumerate(wanted)], missing
+        return [{"name": n, "index": i} for i, n in enumerate(wanted)], restarted + missing
+
+    async def _wait_running(self, name: str, timeout: float = 30.0) -> None:
+        """Until supervisord counts ``name`` as started (up for its startsecs); ProviderError if it stops."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = next((p for p in await asyncio.to_thread(self.supervisor.programs, name) if p.name == name), None)
+            if state is not None and state.state == "RUNNING":
+                return
+            reason = self.stop_reason(name)
+            if reason is not None:
+                raise ProviderError(reason)
+            await asyncio.sleep(0.2)
+        raise ProviderError(f"{name} did not start within {timeout:g}s (log: {self.logs / (name + '.log')})")
 
     async def release_if_idle(self) -> None:
         if self.supervisor.is_running() and not await self._programs():

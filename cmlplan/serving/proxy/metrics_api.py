@@ -12,12 +12,14 @@ from typing import Any
 
 from ..metrics.tracking import MetricsError, check_metrics
 from ..store import StoreError, UnknownPrediction, WrongProject
+from ..store.usage import technical_cells
 from .codec import InvalidJSON, decode, encode
 from .errors import ProxyError
 from .recorder import Recorder
 from .routes import ModelRoute, RoutingTable
 
 WRITERS = frozenset({"editor", "owner"})
+MAX_TIMESTAMP_MS = 2**62 - 1  # what both stores' BIGINT columns hold with room; far past any real time
 PATHS = (b"/metrics/delayed", b"/metrics/aggregate", b"/metrics/read", b"/metrics/technical")
 
 
@@ -102,7 +104,9 @@ def _window(query: dict[str, Any], required: bool) -> tuple[int | None, int | No
         if value is None and not required:
             values.append(None)
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1.7e12 or 0.0: JSON has one number type, and this one is whole
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIMESTAMP_MS:
             raise ProxyError(
                 400, "request.invalid", f"{name} must be milliseconds since the epoch, not {value!r}"
             )
@@ -163,7 +167,7 @@ async def _aggregate(table: RoutingTable, recorder: Recorder, user: str, query: 
 
 
 async def _technical(table: RoutingTable, recorder: Recorder, user: str, query: dict[str, Any]) -> list[dict[str, Any]]:
-    """Technical cells of one model (per replica, every proxy summed) in [start, end)."""
+    """Technical cells of one model (per replica, every proxy summed, CPU and memory included) in [start, end)."""
     route = _route(table, query, "model", "deployment")
     _require_role(table, route.project, user, write=False)
     start, end = _window(query, required=True)
@@ -172,9 +176,4 @@ async def _technical(table: RoutingTable, recorder: Recorder, user: str, query: 
         raise ProxyError(400, "request.invalid", "replica must be a string")
     assert start is not None and end is not None
     address = route.address
-    return await recorder.read_with(
-        lambda store: [
-            bucket.summary(resolution)
-            for resolution, bucket in store.read_technical(address, start, end, replica)
-        ]
-    )
+    return await recorder.read_with(lambda store: technical_cells(store, address, start, end, replica))

@@ -1,5 +1,9 @@
 """The monitoring page (``GET /monitoring``): one self-contained HTML document, charts drawn as SVG.
 
+Charts, on one time axis: requests per second, requests, failed requests, response time, replica
+CPU (cores used, and the quota) and memory (and the limit), request and response size; for all
+replicas summed or the one chosen.
+
 The page itself holds no data; its script reads ``POST /metrics/technical`` with the API key the
 user enters (or passes in the URL fragment, ``#key=...&model=...``, which browsers never send to
 a server), so every figure is behind the key's project role. No external script or font: the
@@ -40,6 +44,8 @@ const CHARTS = [
   ["requests", "Requests", [["requests", "requests"]]],
   ["failures", "Failed requests", [["failures", "failed"]]],
   ["latency", "Response time (ms)", [["p50_ms", "p50"], ["p95_ms", "p95"], ["p99_ms", "p99"], ["mean_ms", "mean"]]],
+  ["cpu", "Replica CPU (cores)", [["cpu_cores", "used"], ["cpu_limit_cores", "limit"]]],
+  ["memory", "Replica memory (MiB)", [["memory_mib", "used"], ["memory_limit_mib", "limit"]]],
   ["request_bytes", "Request size (bytes)", [["request_bytes", "bytes"]]],
   ["response_bytes", "Response size (bytes)", [["response_bytes", "bytes"]]],
 ];
@@ -52,12 +58,15 @@ for (const name of ["key", "model", "replica", "range"]) {
 }
 if (location.hash) history.replaceState(null, "", location.pathname);  // the key leaves the address bar
 
-function merge(cells) {  // one point per time: counts summed, times weighted by requests
+const USAGE = ["cpu_cores", "cpu_limit_cores", "memory_bytes", "memory_limit_bytes"];
+function merge(cells) {  // one point per time: counts and usage summed, times weighted by requests
   const byTime = new Map();
   for (const c of cells) {
     const t = byTime.get(c.start_ms) || {start_ms: c.start_ms, resolution_ms: c.resolution_ms, requests: 0,
-      failures: 0, request_bytes: 0, response_bytes: 0, requests_per_second: 0, _w: {}};
+      failures: 0, request_bytes: 0, response_bytes: 0, requests_per_second: 0, _w: {},
+      cpu_cores: null, cpu_limit_cores: null, memory_bytes: null, memory_limit_bytes: null};
     for (const k of ["requests", "failures", "request_bytes", "response_bytes", "requests_per_second"]) t[k] += c[k];
+    for (const k of USAGE) if (c[k] !== null && c[k] !== undefined) t[k] = (t[k] || 0) + c[k];
     for (const k of ["p50_ms", "p95_ms", "p99_ms", "mean_ms"]) if (c[k] !== null) {
       const w = t._w[k] || [0, 0]; w[0] += c[k] * c.requests; w[1] += c.requests; t._w[k] = w;
     }
@@ -65,6 +74,8 @@ function merge(cells) {  // one point per time: counts summed, times weighted by
   }
   return [...byTime.values()].sort((a, b) => a.start_ms - b.start_ms).map((t) => {
     for (const k of ["p50_ms", "p95_ms", "p99_ms", "mean_ms"]) t[k] = t._w[k] ? t._w[k][0] / t._w[k][1] : null;
+    t.memory_mib = t.memory_bytes === null ? null : +(t.memory_bytes / 1048576).toFixed(1);
+    t.memory_limit_mib = t.memory_limit_bytes === null ? null : +(t.memory_limit_bytes / 1048576).toFixed(1);
     delete t._w; return t;
   });
 }

@@ -19,6 +19,8 @@ from ..defaults import (
     HEADER_TIMEOUT,
     KEEPALIVE_TIMEOUT,
     MAX_REQUEST_BYTES,
+    METRICS_FLUSH_SECONDS,
+    METRICS_RETENTION_DAYS,
     REQUEST_TIMEOUT,
 )
 from .pool import Pool, Replica
@@ -70,8 +72,8 @@ class RoutingTable:
     # the metrics store: {"url": "sqlite:PATH"} or {"dsn_env": VAR} (a PostgreSQL DSN from the
     # proxy's environment, so no password is in this file); read once, at the proxy's start
     metrics_store: dict[str, str] | None = None
-    metrics_retention_days: float = 14.0  # minute cells older than this are rolled up into hours
-    technical_flush_seconds: float = 10.0  # how often the proxy writes its technical counts
+    metrics_retention_days: float = METRICS_RETENTION_DAYS  # minute cells older than this are rolled up into hours
+    technical_flush_seconds: float = METRICS_FLUSH_SECONDS  # how often the proxy writes its technical counts
 
     def key_hash(self, key: str) -> str:
         # surrogatepass: a "\ud800" escape in the JSON is a key that matches nothing, not a 500;
@@ -162,8 +164,8 @@ def _build(doc: Any, previous: RoutingTable | None) -> RoutingTable:
         api_keys,
         projects,
         store,
-        _positive(proxy.get("metrics_retention_days", 14.0), "proxy.metrics_retention_days"),
-        _positive(proxy.get("technical_flush_seconds", 10.0), "proxy.technical_flush_seconds"),
+        _positive(proxy.get("metrics_retention_days", METRICS_RETENTION_DAYS), "proxy.metrics_retention_days"),
+        _positive(proxy.get("technical_flush_seconds", METRICS_FLUSH_SECONDS), "proxy.technical_flush_seconds"),
     )
 
 

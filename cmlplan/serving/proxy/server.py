@@ -21,6 +21,7 @@ from .live_routes import LiveRoutes
 from .metrics import ProxyMetrics
 from .recorder import Recorder
 from .upstream import Upstream
+from .usage import ReplicaUsage
 
 GRACEFUL_SHUTDOWN_SECONDS = 35
 BACKLOG = 2048
@@ -67,6 +68,9 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Re
     technical.retention_ms = int(routes.table.metrics_retention_days * 86_400_000)
     metrics.registry.register(technical)
     technical.start()
+    usage = ReplicaUsage(lambda: routes.table, recorder, technical.flush_seconds, routes.table.metrics_retention_days)
+    metrics.registry.register(usage)
+    usage.start()
     hub = Hub(routes, handler, cap)
     metrics.connections_source = hub.__len__
     server = await loop.create_server(lambda: Connection(hub), sock=sock, backlog=BACKLOG)
@@ -77,6 +81,7 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Re
     server.close()
     await hub.shut_down(GRACEFUL_SHUTDOWN_SECONDS)
     await handler.shut_down()
+    await usage.stop()
     await technical.stop()  # the last counts reach the store before the writer stops
     for pool in routes.table.pools():
         pool.close()

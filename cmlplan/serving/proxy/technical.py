@@ -40,7 +40,7 @@ class TechnicalMetrics(Collector):
         self._dirty: set[tuple[str, str, int]] = set()
         self._counts: dict[tuple[str, str, str, int], list[int]] = {}  # requests, request/response bytes
         self._task: asyncio.Task[None] | None = None
-        self._last_rollup = 0.0
+        self._last_rollup = float("-inf")  # the first flush rolls up, however long the machine has been up
 
     def record(self, route: ModelRoute, replica: str, status: int, seconds: float, sent: int, answered: int) -> None:
         now_ms = int(time.time() * 1000)

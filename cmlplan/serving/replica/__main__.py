@@ -17,6 +17,7 @@ from ..metrics.shim import SHIM_DIR
 from .app import ReplicaApp
 from .limits import limit_memory
 from .loader import ModelLoadError, load_model
+from .usage import SOURCES, UsageReporter
 from .watchdog import Watchdog
 from .worker import PredictionWorker
 
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="exit with code 70 when one prediction runs longer than this (0, the default: never)",
     )
+    parser.add_argument(
+        "--usage-source",
+        choices=SOURCES,
+        default="psutil",
+        help="where GET /usage reads CPU and memory: this process tree (psutil, the default), the "
+        "container's cgroup, or none",
+    )
     return parser.parse_args(argv)
 
 
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.prediction_timeout > 0:
         Watchdog(worker, args.prediction_timeout).start()
     config = uvicorn.Config(
-        ReplicaApp(predict, args.replica_id, worker),
+        ReplicaApp(predict, args.replica_id, worker, UsageReporter(args.usage_source, args.replica_id)),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -1,4 +1,4 @@
-"""The replica's raw ASGI app: /healthz and /predict, one prediction at a time.
+"""The replica's raw ASGI app: /healthz, /usage and /predict, one prediction at a time.
 
 A second /predict while one runs is refused at once with 429 ``replica.busy`` (a flag check, no
 queue), so the proxy can try another replica instead of waiting behind this one.
@@ -12,16 +12,20 @@ from typing import Any
 from .loader import ModelFunction
 from .prediction import predict_reply
 from .responses import Receive, Send, error_body, read_body, send_json
+from .usage import UsageReporter
 from .worker import PredictionWorker
 
 
 class ReplicaApp:
     """Serves one loaded model function."""
 
-    def __init__(self, predict: ModelFunction, replica_id: str, worker: PredictionWorker) -> None:
+    def __init__(
+        self, predict: ModelFunction, replica_id: str, worker: PredictionWorker, usage: UsageReporter | None = None
+    ) -> None:
         self.predict = predict
         self.replica_id = replica_id
         self.worker = worker
+        self.usage = usage or UsageReporter("none", replica_id)
         self.busy = False
         self._busy_body = error_body("replica.busy", f"replica {replica_id} is running another prediction")
 
@@ -39,6 +43,11 @@ class ReplicaApp:
                 await send_json(send, 405, error_body("method.not_allowed", "use GET /healthz"))
             else:
                 await send_json(send, 200, self._health())
+        elif path == "/usage":  # answered on the loop, like /healthz, while a prediction runs
+            if method != "GET":
+                await send_json(send, 405, error_body("method.not_allowed", "use GET /usage"))
+            else:
+                await send_json(send, *self.usage.answer())
         else:
             await send_json(send, 404, error_body("path.not_found", f"no route for {path}"))
 

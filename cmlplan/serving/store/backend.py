@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,12 +58,15 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")  # a commit is on disk when it returns
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the metrics store {path}: {exc}") from None
+            raise StoreError(f"cannot open the metrics store {path}: {exc}{_unwritable(path.parent)}") from None
         return cls(conn, "sqlite", (sqlite3.Error,))
 
     @classmethod
     def postgres(cls, dsn: str) -> Store:
-        import psycopg  # only the proxy of a workspace with a DSN needs it
+        try:
+            import psycopg  # only the proxy of a workspace with a DSN needs it
+        except ImportError:
+            raise StoreError("a PostgreSQL metrics store needs psycopg, which this proxy's Python lacks") from None
 
         try:
             conn = psycopg.connect(dsn, connect_timeout=10)
@@ -340,6 +344,16 @@ def _bucket(fields: Any) -> Bucket:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _unwritable(folder: Path) -> str:
+    """Why SQLite's "unable to open database file" happened, when the folder says so."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f" ({folder} is on a read-only filesystem)"
+    except OSError:
+        return ""
+    return "" if os.access(folder, os.W_OK) else f" ({folder} is not writable)"
 
 
 def _first_line(exc: BaseException) -> str:

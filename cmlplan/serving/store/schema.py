@@ -55,6 +55,29 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX technical_model_time ON technical (model, bucket_ms)",
         ],
     ),
+    (
+        3,
+        [
+            # replica CPU and memory, one row per proxy process per cell like technical (usage.py)
+            """CREATE TABLE replica_usage (
+                model TEXT NOT NULL,
+                project TEXT NOT NULL,
+                replica TEXT NOT NULL,
+                proxy TEXT NOT NULL,
+                resolution_ms BIGINT NOT NULL,
+                bucket_ms BIGINT NOT NULL,
+                cpu_seconds DOUBLE PRECISION NOT NULL,
+                wall_seconds DOUBLE PRECISION NOT NULL,
+                memory_sum DOUBLE PRECISION NOT NULL,
+                samples BIGINT NOT NULL,
+                memory_max BIGINT NOT NULL,
+                memory_limit BIGINT,
+                cpu_limit DOUBLE PRECISION,
+                PRIMARY KEY (model, replica, proxy, resolution_ms, bucket_ms)
+            )""",
+            "CREATE INDEX replica_usage_model_time ON replica_usage (model, bucket_ms)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -62,8 +62,8 @@ class StoreWriter:
         try:
             store = self._open()
             store.migrate()
-        except StoreError as exc:
-            self._startup_error = exc
+        except Exception as exc:  # whatever it is, ``start`` must not wait forever for this thread
+            self._startup_error = exc if isinstance(exc, StoreError) else StoreError(f"metrics store: {exc!r}")
             self._ready.set()
             return
         self._ready.set()

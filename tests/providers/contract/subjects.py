@@ -147,7 +147,7 @@ class LocalSubject(Subject):
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
-        local = _load("cmlplan_contract_local", TESTS / "providers" / "local" / "conftest.py")
+        local = _load("cmlplan_contract_local", TESTS / "providers" / "local" / "localws.py")
         self.ws = local.LiveWorkspace(directory)
 
     def cli(self, *args: str) -> tuple[int, str]:

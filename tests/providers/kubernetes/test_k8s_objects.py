@@ -56,6 +56,12 @@ def variants() -> dict[str, list[dict[str, Any]]]:
             {"host": "127.0.0.1", "port": 8787, "replicas": 2, "busy_timeout": 30.0, "request_timeout": 30.0,
              "max_request_bytes": 5_000_000}, "cmlplan/proxy:1", b'{"version": 1}',
         ),
+        "proxy with a metrics store": ob.proxy_objects(
+            TARGET, "proxy.default",
+            {"host": "127.0.0.1", "port": 8787, "replicas": 2, "busy_timeout": 30.0, "request_timeout": 30.0,
+             "max_request_bytes": 5_000_000, "metrics_store": {"dsn_ref": "${env:DSN}", "dsn_fingerprint": "f1"}},
+            "cmlplan/proxy:1", b'{"version": 1}', "postgresql://u:s3cret@db:5432/metrics",
+        ),
     }
 
 
@@ -155,6 +161,28 @@ def test_secret_env_values_are_referenced_never_inlined() -> None:
     assert "s3cret" not in repr(deployment)
     secret = next(m for m in manifests if m["kind"] == "Secret")
     assert secret["data"] == {"TOKEN": "czNjcmV0"}
+
+
+def test_the_metrics_dsn_reaches_the_proxy_pods_from_a_secret_only() -> None:
+    manifests = variants()["proxy with a metrics store"]
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    template = deployment["spec"]["template"]
+    (env,) = template["spec"]["containers"][0]["env"]
+    secret_name = names.metrics_secret("ws")
+    assert env == {"name": "CMLPLAN_METRICS_DSN", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "dsn"}}}
+    assert "s3cret" not in repr(deployment)
+    (secret,) = [m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == secret_name]
+    assert secret["data"] == {"dsn": "cG9zdGdyZXNxbDovL3U6czNjcmV0QGRiOjU0MzIvbWV0cmljcw=="}
+    plain = next(m for m in variants()["proxy"] if m["kind"] == "Deployment")
+    assert "env" not in plain["spec"]["template"]["spec"]["containers"][0]
+    assert names.ANNOTATION_ENV not in plain["spec"]["template"]["metadata"]["annotations"]
+    rotated = ob.proxy_objects(
+        TARGET, "proxy.default",
+        {"port": 8787, "replicas": 2, "metrics_store": {"dsn_ref": "${env:DSN}", "dsn_fingerprint": "f2"}},
+        "cmlplan/proxy:1", b"{}", "postgresql://u:n3w@db:5432/metrics",
+    )
+    annotation = next(m for m in rotated if m["kind"] == "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotation[names.ANNOTATION_ENV] != template["metadata"]["annotations"][names.ANNOTATION_ENV]  # rolls
 
 
 def test_gpus_autoscale_and_stopped() -> None:

@@ -215,3 +215,37 @@ def test_an_unreachable_api_server_is_one_line(k8s_ws: Path, cluster: FakeKubern
     assert code != 0
     assert f"cannot reach the Kubernetes API at {cluster.url}" in output and "Traceback" not in output
     assert "Retrying" not in output, "the client's retry warnings are not for people"
+
+
+def test_a_workspace_dsn_goes_to_the_proxy_pods_through_a_secret(
+    k8s_ws: Path, cluster: FakeKubernetes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply(k8s_ws)
+    assert "metrics_store" not in routes(cluster)["proxy"]  # no SQLite beside a read-only Secret
+    dsn = "postgresql://metrics:s3cret-k8s@db.ml.svc:5432/metrics"
+    monkeypatch.setenv("K8S_METRICS_DSN", dsn)
+    spec = k8s_ws / "cmlplan.yaml"
+    text = spec.read_text()
+    assert "  users: [{name: alice}]\n" in text
+    spec.write_text(text.replace("  users: [{name: alice}]\n", "  users: [{name: alice}]\n  metrics: {dsn: '${env:K8S_METRICS_DSN}'}\n", 1))
+    output = apply(k8s_ws)
+    assert "s3cret" not in output
+    secret = cluster.get("Secret", "cmlplan-add-numbers-demo-metrics", "ml")
+    assert secret is not None and base64.b64decode(secret["data"]["dsn"]).decode() == dsn
+    proxy = cluster.get("Deployment", PROXY_OBJECT, "ml")
+    assert proxy is not None
+    (env,) = proxy["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env["name"] == "CMLPLAN_METRICS_DSN" and "s3cret" not in json.dumps(proxy)
+    assert routes(cluster)["proxy"]["metrics_store"] == {"dsn_env": "CMLPLAN_METRICS_DSN"}
+    first = proxy["spec"]["template"]["metadata"]["annotations"]["cmlplan.dev/env-fingerprints"]
+    assert actions(k8s_ws) == {}
+    monkeypatch.setenv("K8S_METRICS_DSN", dsn.replace("s3cret-k8s", "n3w-k8s"))  # a new password
+    assert actions(k8s_ws) == {"proxy.default": "update"}
+    apply(k8s_ws)
+    proxy = cluster.get("Deployment", PROXY_OBJECT, "ml")
+    assert proxy is not None
+    assert proxy["spec"]["template"]["metadata"]["annotations"]["cmlplan.dev/env-fingerprints"] != first  # pods roll
+    for kind in ("Deployment", "Secret", "Service"):
+        for name in cluster.names(kind):
+            if kind != "Secret" or not name.endswith("-metrics"):
+                assert "n3w-k8s" not in json.dumps(cluster.get(kind, name.split("/", 1)[1], "ml"))

@@ -21,9 +21,9 @@ import pytest
 from cmlplan.metrics import MetricsClient, MetricsError
 
 if TYPE_CHECKING:
-    from conftest import LiveWorkspace
+    from localws import LiveWorkspace
 
-from conftest import EXAMPLES, PYTHON, live_workspace
+from localws import EXAMPLES, PYTHON, live_workspace
 
 pytestmark = pytest.mark.slow
 

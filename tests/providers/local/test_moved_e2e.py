@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, live_workspace
+from localws import EXAMPLES, live_workspace
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # the fixtures' type, from this folder's conftest.py
-    from conftest import LiveWorkspace
+if TYPE_CHECKING:  # the fixtures' type, from this folder's localws.py
+    from localws import LiveWorkspace
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:  # the fixtures' type, from this folder's conftest.py
-    from conftest import LiveWorkspace
+if TYPE_CHECKING:  # the fixtures' type, from this folder's localws.py
+    from localws import LiveWorkspace
 
 pytestmark = pytest.mark.slow
 

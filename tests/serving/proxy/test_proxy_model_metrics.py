@@ -154,3 +154,22 @@ def test_a_refused_write_reaches_the_caller_as_a_header_on_the_normal_answer(ser
         assert "CMLPLAN_TEST_NO_SUCH_DSN is not set" in reply.headers["x-cmlplan-metrics-error"]
         assert reply.headers["x-cmlplan-metrics"] is None  # the replica's header is not forwarded
     assert "CMLPLAN_TEST_NO_SUCH_DSN is not set" in proxy.output()
+
+
+def test_timestamps_are_whole_milliseconds_within_what_the_store_holds(serving, tmp_path, store):
+    proxy = start(serving, tmp_path, store)
+    serving.call_model(proxy, KEY, {"tenure": 3})
+
+    def read(low, high):
+        return serving.http(
+            "POST", proxy.url + "/metrics/read", {"model": "model.churn", "start_timestamp_ms": low, "end_timestamp_ms": high},
+            {"Authorization": f"Bearer {VIEWER}"},
+        )  # fmt: skip
+
+    whole = read(0.0, 4.0e12)  # JSON has one number type: a whole float is a whole number of ms
+    assert whole.status == 200 and len(whole.body["metrics"]) == 1
+    for low, high, why in ((0, 4.1e25, "end_timestamp_ms"), (0.5, 10, "start_timestamp_ms"), (-1, 10, "start_timestamp_ms"),
+                            (0, 2**63, "end_timestamp_ms"), (True, 10, "start_timestamp_ms")):  # fmt: skip
+        refused = read(low, high)
+        assert refused.status == 400, (low, high, refused.body)
+        assert refused.body["errors"]["request.invalid"].startswith(f"{why} must be milliseconds since the epoch")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cmlplan.serving.store import open_store
+from cmlplan.serving.store.usage import read_usage
 
 REPO = Path(__file__).resolve().parents[3]
 KEY, API_KEY = "ak-monitoring", "api-monitoring-viewer"
@@ -62,7 +63,14 @@ def test_the_page_charts_the_requests_just_served(serving, tmp_path):
         finally:
             store.close()
 
-    serving.wait_until(lambda: counted() == 7, timeout=10)
+    def sampled() -> int:  # CPU needs two samples of a replica; every replica has had them
+        store = open_store(f"sqlite:{db}")
+        try:
+            return len({c.replica for _, c in read_usage(store, "model.iris/add", 0, 2**62) if c.wall_seconds > 0})
+        finally:
+            store.close()
+
+    serving.wait_until(lambda: counted() == 7 and sampled() == 2, timeout=10)
 
     page = serving.http("GET", proxy.url + "/monitoring")
     assert page.status == 200 and b"model.iris/add" not in page.raw  # the shell holds no data
@@ -77,6 +85,11 @@ def test_the_page_charts_the_requests_just_served(serving, tmp_path):
     latency = points(dom, "latency")
     assert latency and all(p["p50_ms"] > 0 and p["p99_ms"] >= p["p50_ms"] for p in latency)
     assert sum(p["request_bytes"] for p in points(dom, "request_bytes")) > 0
+    cpu, memory = points(dom, "cpu"), points(dom, "memory")
+    assert [p["t"] for p in cpu] == [p["t"] for p in points(dom, "requests")]  # one shared time axis
+    assert any(p["cpu_cores"] is not None for p in cpu) and all((p["cpu_cores"] or 0) >= 0 for p in cpu)
+    assert memory and all(p["memory_mib"] > 10 for p in memory)  # two replicas' resident memory, summed
+    assert all(p["memory_limit_mib"] is None for p in memory)  # started without --memory-bytes
     for replica in entry["replicas"]:  # the replica menu lists the replicas that answered
         assert f"<option>{replica['id']}</option>" in dom
     assert API_KEY not in dom.split("<script>")[0].replace(f"#key={API_KEY}", "")

@@ -163,3 +163,12 @@ def test_a_bad_store_url_is_one_clear_error():
     with pytest.raises(StoreError, match=r"cannot connect .*postgresql://…@127.0.0.1:1/x") as info:
         open_store("postgresql://user:s3cret@127.0.0.1:1/x")
     assert "s3cret" not in str(info.value)
+
+
+def test_a_store_that_fails_to_open_in_any_way_fails_start_not_hangs_it():
+    def broken():
+        raise ImportError("no module named psycopg")  # what a proxy image without psycopg once did
+
+    writer = StoreWriter(broken)
+    with pytest.raises(StoreError, match="no module named psycopg"):
+        writer.start()  # it used to wait forever for a thread that had died
