@@ -4,7 +4,8 @@ The build downloads the artifacts the plan pinned (refusing them when their dige
 ``cmlplan_mlflow_model.py`` beside them, and from then on it is an ordinary file + function build:
 the shim's ``predict`` loads the folder with ``mlflow.pyfunc`` through the serving runtime's
 ``cmlplan.serving.replica.pyfunc``. So every provider that builds file + function models serves
-registered ones, and the model's own requirements.txt is what its venv or image installs.
+registered ones. The venv or image installs the model's own requirements.txt with mlflow swapped
+for mlflow-skinny (``registry.requirements``), as the plan showed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..registry.client import RegistryClient
 from ..registry.errors import RegistryError
+from ..registry.requirements import serving_requirements
 from .base import Attributes, Progress, ProviderError
 from .source import FileEntry, collect_manifest
 
@@ -59,4 +61,4 @@ def fetch_registered(address: str, planned: Attributes, staging: Path, progress:
     manifest = collect_manifest(source_dir, lambda _warning: None)
     requirements = source_dir / "requirements.txt"
     text = requirements.read_text(encoding="utf-8", errors="replace") if requirements.is_file() else ""
-    return RegisteredSource(source_dir, manifest, text)
+    return RegisteredSource(source_dir, manifest, serving_requirements(text))
