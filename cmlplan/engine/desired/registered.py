@@ -27,7 +27,7 @@ from .builds import choose_build
 from .notes import build_notes
 from .world import Builder
 
-REGISTERED_BUILDS = frozenset({"local"})  # providers whose builds download registered versions
+REGISTERED_BUILDS = frozenset({"local", "docker"})  # providers whose builds download registered versions
 
 
 def registered_build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, Any], ResolvedVersion]:
