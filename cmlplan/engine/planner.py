@@ -73,7 +73,9 @@ async def make_plan(
         for move in pending_moves(moves_of(config), document):
             moved.extend(sorted(apply_move(move, document).items()))
     world = (
-        desired_world(config, state, document.salt, provider_name, environ) if not options.destroy else None
+        desired_world(config, state, document.salt, provider_name, environ, options.targets)
+        if not options.destroy
+        else None
     )
     nodes = world.nodes if world else {}
     # destroy builds no nodes, but the specs' lifecycle rules (prevent_destroy) still hold
@@ -105,9 +107,10 @@ async def make_plan(
             raise PlanError(
                 f"{address}: recorded with provider {providers_of[address]!r}, which is not configured"
             )
-    blocked = sorted(a for a in selected if a in nodes and nodes[a].blocked)
-    if blocked:
-        raise PlanError(str(nodes[blocked[0]].blocked))
+    for address in sorted(a for a in selected if a in nodes):
+        problem = nodes[address].problem()
+        if problem:
+            raise PlanError(problem)
     for address in sorted(selected):
         kind = nodes[address].kind if address in nodes else prior[address].kind
         _check_kind(address, kind, providers[providers_of[address]])

@@ -66,3 +66,19 @@ def test_an_external_registry_that_does_not_answer_fails_the_plan_in_one_line(tm
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: cmlplan.yaml:") and f"at {uri} does not answer" in line, line
     assert "Traceback" not in result.stderr
+
+
+def test_a_plan_targeted_elsewhere_never_asks_the_registry(tmp_path: Path) -> None:
+    with socket.socket() as listener:  # a "registry" that notes every connection and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        targeted = _plan(tmp_path, f"{{uri: '{uri}'}}", "-target", "project.p")
+        assert targeted.returncode == 0, targeted.stderr
+        assert "+ project.p" in targeted.stdout and "registry.main" not in targeted.stdout
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            connection = None
+        assert connection is None, "the plan connected to the registry although nothing planned needs it"
