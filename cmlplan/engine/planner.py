@@ -225,8 +225,10 @@ def _check_kind(address: str, kind: str, provider: Provider) -> None:
     if kind in provider.kinds:
         return
     served = ", ".join(sorted(provider.kinds)) or "nothing"
+    hint = "; run mlflow server elsewhere and give the registry its uri: instead" if kind == "registry" else ""
     raise PlanError(
-        f"{address}: {_KIND_NAMES.get(kind, kind)} is not supported by provider {provider.name!r} (it manages: {served})"
+        f"{address}: {_KIND_NAMES.get(kind, kind)} is not supported by provider {provider.name!r}"
+        f" (it manages: {served}){hint}"
     )
 
 
