@@ -101,6 +101,10 @@ def test_the_registry_is_a_labelled_container_published_on_loopback(ws: Registry
     assert f"cmlplan-{ws.name}" in container["NetworkSettings"]["Networks"]
     assert (ws.dir / ".cmlplan" / "registry" / "main" / "mlflow.db").is_file()  # on the host, bind-mounted
     assert ws.cli("plan", "-detailed-exitcode", "-target", "registry.main", check=False).returncode == 0
+    assert ws.json("output")["registries"] == [
+        {"address": "registry.main", "mode": "managed", "uri": ws.uri, "network_uri": attributes["network_uri"]}
+    ]
+    assert ws.cli("output", "-raw", "registry.main").stdout.strip() == ws.uri
 
 
 def test_deploy_the_alias_and_call_it_in_every_documented_shape(ws: RegistryDocker) -> None:
