@@ -82,3 +82,25 @@ def test_a_plan_targeted_elsewhere_never_asks_the_registry(tmp_path: Path) -> No
         except BlockingIOError:
             connection = None
         assert connection is None, "the plan connected to the registry although nothing planned needs it"
+
+
+def test_kubernetes_refuses_a_managed_registry_and_registered_sources_in_one_line(tmp_path: Path) -> None:
+    spec = SPEC.replace("spec: {users: [{name: alice}]}", "spec: {provider: kubernetes, users: [{name: alice}]}")
+    (tmp_path / "cmlplan.yaml").write_text(spec.replace("REGISTRY", "{port: 5000}"))
+
+    def plan(*args: str) -> list[str]:
+        result = subprocess.run(
+            [str(BIN / "cmlplan"), "plan", *args], cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"},
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert result.returncode == 1
+        return result.stderr.strip().splitlines()
+
+    assert plan() == [
+        "Error: cmlplan.yaml:16:1: model.p/m: serving a registered model version is not supported yet by"
+        " provider 'kubernetes' (supported by: docker, local)"
+    ]
+    assert plan("-target", "registry.main") == [
+        "Error: registry.main: ModelRegistry is not supported by provider 'kubernetes' (it manages: build,"
+        " deployment, proxy); run mlflow server elsewhere and give the registry its uri: instead"
+    ]
