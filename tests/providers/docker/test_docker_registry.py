@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,9 @@ spec:
 """
 
 
+PRIVATE_NETS = ("172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8")
+
+
 @pytest.fixture
 def bridge_postgres(docker_engine: str) -> Iterator[str]:
     """A private PostgreSQL listening on loopback and on the Docker bridge's gateway, where
@@ -287,9 +291,10 @@ def bridge_postgres(docker_engine: str) -> Iterator[str]:
 
     class BridgePg(PgServer):
         def restart(self) -> None:
-            hba = self.data / "pg_hba.conf"
+            hba = self.data / "pg_hba.conf"  # the workspace network may get any private range
             if "172.16.0.0/12" not in hba.read_text():
-                hba.write_text(hba.read_text() + "host all all 172.16.0.0/12 scram-sha-256\n")
+                lines = "".join(f"host all all {net} scram-sha-256\n" for net in PRIVATE_NETS)
+                hba.write_text(hba.read_text() + lines)
             options = f"-p {self.port} -c listen_addresses=127.0.0.1,{gateway} -k {self.root} -c fsync=off"
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
@@ -329,6 +334,96 @@ def test_a_postgresql_backend_keeps_the_password_out_of_labels_argv_state_and_pl
         # documented: the container's environment holds it (docker inspect is root-equivalent)
         assert any(password in item for item in container["Config"]["Env"])
         assert workspace.cli("plan", "-detailed-exitcode", env=env, check=False).returncode == 0
+    finally:
+        with contextlib.suppress(Exception):
+            workspace.cli("destroy", "-auto-approve", env=env, check=False)
+        workspace.teardown()
+
+
+# -- S3-compatible artifact store ----------------------------------------------------------------
+
+MOTO = "moto[server]==5.2.5"
+MOTO_IMAGE = "cmlplan-test/moto:5.2.5"
+S3_ARTIFACTS = """  artifacts:
+    type: s3
+    bucket: s3://models
+    endpoint_url: ENDPOINT
+    access_key_id: ${env:TEST_S3_KEY}
+    secret_access_key: ${env:TEST_S3_SECRET}
+"""
+
+
+def _moto_image(base_image: str, context: Path) -> str:
+    """An S3-compatible server (moto) image, its wheels resolved on the host like every image here."""
+    if docker("image", "inspect", MOTO_IMAGE, check=False).returncode == 0:
+        return MOTO_IMAGE
+    wheels = context / "wheels"
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels), MOTO],
+        check=True, capture_output=True, timeout=600,
+    )
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nCOPY wheels /tmp/wheels\n"
+        "RUN python3 -m venv /opt/moto && /opt/moto/bin/pip install -q --no-index --find-links /tmp/wheels"
+        f" '{MOTO}' && rm -rf /tmp/wheels\nUSER 65534:65534\n"
+        'CMD ["/opt/moto/bin/moto_server", "-H", "0.0.0.0", "-p", "5000"]\n'
+    )
+    docker("build", "-q", "-t", MOTO_IMAGE, str(context), timeout=900)
+    return MOTO_IMAGE
+
+
+@pytest.fixture
+def s3_endpoint(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A running S3-compatible server with a bucket ``models``: (URL for containers, URL for this host)."""
+    image = _moto_image(docker_engine, tmp_path_factory.mktemp("moto"))
+    gateway = docker(
+        "run", "--rm", "--add-host", "host.docker.internal:host-gateway", docker_engine,
+        "getent", "ahostsv4", "host.docker.internal",
+    ).stdout.split()[0]
+    port, name = free_port(), f"cmlplan-test-moto-{time.time_ns() % 10**8}"
+    docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:5000", "-p", f"{gateway}:{port}:5000", image)
+    host_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{host_url}/models", method="PUT"), timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield f"http://host.docker.internal:{port}", host_url
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_an_s3_artifact_store_holds_the_model_the_plan_reads_through_the_server(
+    s3_endpoint: tuple[str, str], tmp_path: Path
+) -> None:
+    for_containers, for_host = s3_endpoint
+    target = tmp_path / "iris-mlflow"
+    shutil.copytree(EXAMPLES / "iris-mlflow", target, ignore=shutil.ignore_patterns(".cmlplan", "__pycache__", "mlruns"))
+    workspace = RegistryDocker(target, "s3reg")
+    secret = "s3-secret-value-for-the-test"
+    env = {"TEST_S3_KEY": "s3-access-key-for-the-test", "TEST_S3_SECRET": secret}
+    workspace.replace_in_spec("  artifacts: {type: folder}", S3_ARTIFACTS.replace("ENDPOINT", for_containers).rstrip("\n"))
+    try:
+        applied = workspace.cli("apply", "-auto-approve", "-target", "registry.main", env=env)
+        workspace.fit()  # uploads through the server, which writes to S3 with the ${env:} keys
+        with urllib.request.urlopen(f"{for_host}/models?list-type=2", timeout=10) as reply:
+            listing = reply.read().decode()
+        assert "/artifacts/MLmodel</Key>" in listing and "/artifacts/model.skops</Key>" in listing, listing[:2000]
+        assert not (target / ".cmlplan" / "registry" / "main" / "artifacts").exists()  # nothing on disk
+        # the plan reads MLmodel and requirements.txt back through the server (the server offers
+        # presigned S3 URLs naming host.docker.internal, which this machine cannot resolve)
+        plan = workspace.cli("plan", env=env, timeout=300)
+        assert f"serves registered IrisPetalWidth version 1, run {workspace.runs[1]}" in plan.stdout
+        container = inspect(workspace.container)
+        visible = json.dumps([container["Config"]["Labels"], container["Config"]["Cmd"]])
+        state = (target / ".cmlplan" / "state.json").read_text()
+        for text in (visible, state, applied.stdout, applied.stderr, plan.stdout):
+            assert secret not in text
     finally:
         with contextlib.suppress(Exception):
             workspace.cli("destroy", "-auto-approve", env=env, check=False)
