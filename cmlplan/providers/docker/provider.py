@@ -9,6 +9,10 @@ containers drain (SIGTERM, up to 40 s) and are removed.
 
 Limits are the engine's: ``memory`` is the container's memory limit (swap included, so a replica
 past it is OOM-killed and restarted by its on-failure policy), ``cpu`` is ``nano_cpus``.
+
+A managed ModelRegistry is an ``mlflow server`` container on the same network
+(``mlflow_container.py``); builds of registered model versions download them on the host first
+(``registered.build_source``).
 """
 
 from __future__ import annotations
