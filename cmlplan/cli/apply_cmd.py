@@ -15,7 +15,7 @@ from ..errors import CmlplanError
 from ..plan import Plan, load_plan, render_text
 from ..plan.style import Style, color_enabled
 from .options import chdir_option, json_option, planning_options
-from .progress import JsonProgress, TextProgress
+from .progress import JsonProgress, TextProgress, without_address
 from .running import Interrupts, run
 
 
@@ -159,7 +159,8 @@ def _summarize(report: ApplyReport, operation: str, as_json: bool, style: Style)
         return 0
     click.echo("")
     for address, error in report.failed.items():
-        click.echo(style(f"Error: {address}: {error.splitlines()[0] if error else ''}", "red"), err=True)
+        first = without_address(address, error).splitlines()[0] if error else ""
+        click.echo(style(f"Error: {address}: {first}", "red"), err=True)
     for address, cause in report.skipped.items():
         click.echo(f"Skipped {address}: it depends on {cause}, which failed", err=True)
     if report.not_started:

@@ -106,19 +106,27 @@ _NO_PROJECT = _NoProject()
 
 @click.command("output")
 @click.argument("address", required=False)
-@click.option("-raw", "--raw", "raw", is_flag=True, help="print the plaintext key of ADDR (model or apikey)")
+@click.option("-raw", "--raw", "raw", is_flag=True, help="print the plaintext key of ADDR (model or apikey), or a registry's URI")
 @click.option("-o", "--output-file", "output_file", metavar="FILE", help="with -raw: write the key to FILE (mode 0600)")
 @chdir_option
 @json_option
 def output_command(address: str | None, raw: bool, output_file: str | None, chdir: str, as_json: bool) -> None:
-    """Show each model's endpoint and a ready curl command (keys masked unless -raw).
+    """Show each model's endpoint and a ready curl command (keys masked unless -raw), and each
+    MLflow registry's tracking URI.
 
     \b
     Examples:
       cmlplan output
       cmlplan output -raw apikey.alice-ci -o ~/.alice.key
+      export MLFLOW_TRACKING_URI=$(cmlplan output -raw registry.main)
     """
     workspace = Workspace.open(chdir)
+    if raw and address and parse_address(address).kind == "registry":
+        (found,) = _registries(workspace, str(parse_address(address))) or [None]
+        if found is None:
+            raise CmlplanError(f"{address}: no such registry in the state")
+        click.echo(found["uri"])  # export MLFLOW_TRACKING_URI=$(cmlplan output -raw registry.main)
+        return
     if raw:
         if not address:
             raise CmlplanError("-raw needs an address, e.g. cmlplan output -raw model.iris/petal-width")
@@ -135,18 +143,36 @@ def output_command(address: str | None, raw: bool, output_file: str | None, chdi
             click.echo(key)
         return
     models = endpoints(workspace)
+    registries = _registries(workspace, str(parse_address(address)) if address else None)
     if address:
         models = [m for m in models if m["address"] == str(parse_address(address))]
-        if not models:
-            raise CmlplanError(f"{address}: no such model in the state")
+        if not models and not registries:
+            raise CmlplanError(f"{address}: no such model or registry in the state")
     if as_json:
-        click.echo(json.dumps({"models": models}, indent=2))
+        click.echo(json.dumps({"models": models, "registries": registries}, indent=2))
         return
-    if not models:
+    if not models and not registries:
         click.echo("No models deployed yet.")
         return
+    for registry in registries:
+        network = f" (containers: {registry['network_uri']})" if registry.get("network_uri") else ""
+        click.echo(f"{registry['address']}  # {registry['mode']} MLflow registry")
+        click.echo(f"  MLFLOW_TRACKING_URI={registry['uri']}{network}\n")
     for model in models:
         _echo_model(model)
+
+
+def _registries(workspace: Workspace, address: str | None) -> list[dict[str, Any]]:
+    """Each registry's tracking URI (and, on docker, where containers reach it)."""
+    state = workspace.read_state()
+    if state is None:
+        return []
+    return [
+        {"address": a, "mode": r.attributes.get("mode"), "uri": r.attributes.get("uri"),
+         "network_uri": r.attributes.get("network_uri")}
+        for a, r in sorted(state.resources.items())
+        if r.kind == "registry" and isinstance(r.attributes.get("uri"), str) and address in (None, a)
+    ]
 
 
 def _echo_model(model: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ class TextProgress:
         self._line(f"{self.style(address, 'bold')}: {self.style(_DONE.get(action, action), 'green')} after {seconds:.1f}s")
 
     def failed(self, address: str, action: str, error: str) -> None:
-        lines = error.splitlines() or [error]
+        lines = without_address(address, error).splitlines() or [error]
         self._line(f"{self.style(address, 'bold')}: {self.style('failed', 'red', 'bold')}: {lines[0]}")
         for line in lines[1:]:
             self._line(f"    {line}")
@@ -87,3 +87,9 @@ class JsonProgress:
 
     def key_created(self, address: str, path: str, secret: str) -> None:
         self._emit(type="key", address=address, path=path)
+
+
+def without_address(address: str, error: str) -> str:
+    """``error`` without a leading ``<address>: ``, for lines that print the address before it
+    (provider errors name their resource, so the line would say it twice)."""
+    return error.removeprefix(f"{address}: ")

@@ -83,7 +83,7 @@ async def make_plan(
         may_create=not shared_state,
     )
     world = (
-        desired_world(config, state, document.salt, provider_name, environ, fingerprints)
+        desired_world(config, state, document.salt, provider_name, environ, fingerprints, options.targets)
         if not options.destroy
         else None
     )
@@ -119,9 +119,10 @@ async def make_plan(
             raise PlanError(
                 f"{address}: recorded with provider {providers_of[address]!r}, which is not configured"
             )
-    blocked = sorted(a for a in selected if a in nodes and nodes[a].blocked)
-    if blocked:
-        raise PlanError(str(nodes[blocked[0]].blocked))
+    for address in sorted(a for a in selected if a in nodes):
+        problem = nodes[address].problem()
+        if problem:
+            raise PlanError(problem)
     for address in sorted(selected):
         kind = nodes[address].kind if address in nodes else prior[address].kind
         _check_kind(address, kind, providers[providers_of[address]])
@@ -238,8 +239,10 @@ def _check_kind(address: str, kind: str, provider: Provider) -> None:
     if kind in provider.kinds:
         return
     served = ", ".join(sorted(provider.kinds)) or "nothing"
+    hint = "; run mlflow server elsewhere and give the registry its uri: instead" if kind == "registry" else ""
     raise PlanError(
-        f"{address}: {_KIND_NAMES.get(kind, kind)} is not supported by provider {provider.name!r} (it manages: {served})"
+        f"{address}: {_KIND_NAMES.get(kind, kind)} is not supported by provider {provider.name!r}"
+        f" (it manages: {served}){hint}"
     )
 
 

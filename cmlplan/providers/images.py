@@ -54,6 +54,8 @@ from .source import FileEntry, dependency_hash, parse_requirements
 IMAGE_PYTHON = "3.11"
 # psycopg: a Workspace's metrics.dsn makes the proxy write PostgreSQL (imported only then)
 PROXY_PACKAGES = ("uvloop", "httptools", "orjson", "prometheus-client", "psycopg", "psycopg-binary")
+MLFLOW_PACKAGES = ("mlflow", "psycopg[binary]", "boto3")
+"""The registry image: the server, a PostgreSQL driver for SQLAlchemy, the S3 client."""
 WHEELS_MARKER = "cmlplan-wheels.json"
 LABEL_WORKSPACE = "cmlplan.workspace"
 LABEL_ADDRESS = "cmlplan.address"
@@ -225,7 +227,7 @@ class ImageBuilder:
             write_json_atomic(directory / WHEELS_MARKER, {"key": key, "created_at": time.time()})
             return directory
 
-    # -- the proxy image --------------------------------------------------------------------------
+    # -- the proxy and registry images (shared by every workspace on the engine) --------------------
 
     def proxy_tag(self) -> str:
         digest = hashlib.sha256()
@@ -239,11 +241,21 @@ class ImageBuilder:
         return f"cmlplan/proxy:{cmlplan.__version__}-{digest.hexdigest()[:12]}"
 
     def ensure_proxy_image(self, progress: Callable[[str], None]) -> str:
-        tag = self.proxy_tag()
+        pins = [f"{n}=={v}" if (v := installed_version(n)) else n for n in PROXY_PACKAGES]
+        return self._ensure_service_image(self.proxy_tag(), "proxy", "proxy image", pins, progress, runtime=True)
+
+    def ensure_mlflow_image(self, progress: Callable[[str], None]) -> str:
+        """The managed ModelRegistry's image: mlflow (server extras included) installed offline."""
+        tag = mlflow_tag(self.base_image)
+        return self._ensure_service_image(tag, "mlflow", "mlflow server image", mlflow_pins(), progress)
+
+    def _ensure_service_image(
+        self, tag: str, kind: str, label: str, pins: list[str], progress: Callable[[str], None], runtime: bool = False,
+    ) -> str:
         if self.image(tag) is not None:
             return tag
         self._check_base()
-        context = self.root / "proxy" / tag.rpartition(":")[2]
+        context = self.root / kind / tag.rpartition(":")[2]
         context.mkdir(parents=True, exist_ok=True)
         log_path = context / "build.log"
         with locked(context.parent / f"{context.name}.lock"):
@@ -251,17 +263,18 @@ class ImageBuilder:
                 return tag
             _clear(context)
             with log_path.open("w", encoding="utf-8") as log:
-                progress(f"building the proxy image {tag}")
-                pins = [f"{n}=={v}" if (v := installed_version(n)) else n for n in PROXY_PACKAGES]
-                key = hashlib.sha256(("proxy\n" + "\n".join(pins) + _platform()).encode()).hexdigest()[:16]
-                wheels = self._ensure_wheels(key, "", pins, self.root, log, log_path, "proxy image")
+                progress(f"building the {label} {tag}")
+                key = hashlib.sha256((f"{kind}\n" + "\n".join(pins) + _platform()).encode()).hexdigest()[:16]
+                wheels = self._ensure_wheels(key, "", pins, self.root, log, log_path, label)
                 _link_tree(wheels, context / "wheels")
-                copy_runtime(context / "runtime")
+                (context / "runtime").mkdir()
+                if runtime:
+                    copy_runtime(context / "runtime")
                 _normalize(context / "runtime", fixed_mtime=True)
                 (context / "src").mkdir()
-                dockerfile = self._dockerfile(None, {LABEL_KIND: "proxy"})
+                dockerfile = self._dockerfile(None, {LABEL_KIND: kind})
                 (context / "Dockerfile").write_text(dockerfile, encoding="utf-8")
-                self._run_build(context, tag, log, log_path, "proxy image", progress)
+                self._run_build(context, tag, log, log_path, label, progress)
         return tag
 
     # -- engine calls -----------------------------------------------------------------------------
@@ -358,13 +371,29 @@ class ImageBuilder:
     def remove_caches(self) -> list[str]:
         """The wheel cache and proxy contexts: only worth keeping while the workspace has builds."""
         removed = []
-        for name in ("wheels", "proxy"):
+        for name in ("wheels", "proxy", "mlflow"):
             folder = self.root / name
             if folder.is_dir():
                 make_writable(folder)
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(f"cache {folder}")
         return removed
+
+
+def mlflow_tag(base_image: str) -> str:
+    """``cmlplan/mlflow:<mlflow version>-<digest>``: the host's mlflow, so client and server agree."""
+    digest = hashlib.sha256(json.dumps([mlflow_pins(), base_image, _platform()]).encode()).hexdigest()[:12]
+    return f"cmlplan/mlflow:{installed_version('mlflow') or 'latest'}-{digest}"
+
+
+def mlflow_pins() -> list[str]:
+    """The registry image's packages, at the host's versions where the host has them."""
+    pins = []
+    for requirement in MLFLOW_PACKAGES:
+        name = requirement.partition("[")[0]
+        version = installed_version(name)
+        pins.append(f"{requirement}=={version}" if version else requirement)
+    return pins
 
 
 def _check_python(requested: str) -> None:

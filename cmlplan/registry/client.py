@@ -23,6 +23,10 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    # A server with S3 artifacts offers presigned URLs, so clients would fetch from the S3 endpoint
+    # themselves: a name only the server resolves (host.docker.internal, a cluster-internal gateway)
+    # would hang the build. Through the server, only the server needs to reach S3.
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
 }
 HEALTH_TIMEOUT = 5.0
 

@@ -8,6 +8,7 @@ reads the AWS variables.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,13 +49,25 @@ def store_path(spec_dir: Path, path: str) -> Path:
     return candidate if candidate.is_absolute() else (spec_dir / candidate).resolve()
 
 
-def sqlalchemy_dsn(dsn: str) -> str:
-    """A ``postgresql://`` DSN for SQLAlchemy: with the psycopg (3) driver unless psycopg2 is there."""
+def sqlalchemy_dsn(dsn: str, psycopg2: bool | None = None) -> str:
+    """A ``postgresql://`` DSN for SQLAlchemy: with the psycopg (3) driver unless psycopg2 is there
+    (``psycopg2``: whether it is, where the server runs; this machine's python when None)."""
     if dsn.startswith("postgres://"):
         dsn = "postgresql://" + dsn.removeprefix("postgres://")
-    if dsn.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None:
+    if psycopg2 is None:
+        psycopg2 = importlib.util.find_spec("psycopg2") is not None
+    if dsn.startswith("postgresql://") and not psycopg2:
         return "postgresql+psycopg://" + dsn.removeprefix("postgresql://")
     return dsn
+
+
+def start_timeout() -> float:
+    """How long apply waits for a managed server to answer (``CMLPLAN_REGISTRY_START_TIMEOUT``, 180 s)."""
+    try:
+        value = float(os.environ.get("CMLPLAN_REGISTRY_START_TIMEOUT", ""))
+    except ValueError:
+        return 180.0
+    return value if value > 0 else 180.0
 
 
 def server_uri(attributes: Mapping[str, Any]) -> str:

@@ -13,7 +13,9 @@ class BackendStore(StrictModel):
     type: Literal["sqlite", "postgresql"] = Field("sqlite", description="database behind the registry")
     path: str | None = Field(None, description="SQLite file (sqlite)")
     dsn: str | None = Field(
-        None, description="connection string, as ${env:NAME} so the password stays out of specs and state (postgresql)"
+        None,
+        description="connection string, as ${env:NAME} so the password stays out of specs and state (postgresql);"
+        " with docker, host.docker.internal names this machine",
     )
 
     @model_validator(mode="after")
@@ -54,8 +56,10 @@ class ModelRegistrySpec(StrictModel):
     uri: str | None = Field(
         None, pattern=r"^https?://", description="an external MLflow server (http[s]://...); omit to have cmlplan run one"
     )
-    host: str | None = Field(None, description="address the managed server binds (default 127.0.0.1)")
-    port: int | None = Field(None, ge=1, le=65535, description="port of the managed server (default 5000)")
+    host: str | None = Field(
+        None, description="address the managed server binds, or its port is published on with docker (default 127.0.0.1)"
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="port of the managed server on this machine (default 5000)")
     backend_store: BackendStore | None = Field(None, description="managed server's database")
     artifacts: ArtifactStore | None = Field(None, description="managed server's artifact store")
 

@@ -278,7 +278,7 @@ def test_failed_apply_exits_1_and_reports(ws: str, fake) -> None:  # type: ignor
     fake.fail_on.add("build.numbers/add#1")
     result = cmlplan("apply", "-C", ws, "-auto-approve")
     assert result.code == 1
-    assert "Error: build.numbers/add#1: build.numbers/add#1: injected failure" in result.err
+    assert "Error: build.numbers/add#1: injected failure\n" in result.err  # the address once
     assert "Skipped deployment.numbers/add: it depends on build.numbers/add#1, which failed" in result.err
     assert "Apply incomplete" in result.out
 

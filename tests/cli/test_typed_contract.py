@@ -48,6 +48,7 @@ def test_a_kind_the_provider_does_not_declare_is_refused_at_plan_time(add_number
     outcome = cmlplan("plan", "-C", str(add_numbers))
     assert outcome.code == 1
     assert outcome.err.strip() == (
-        "Error: registry.mlflow: ModelRegistry is not supported by provider 'fake' (it manages: build, deployment, proxy)"
+        "Error: registry.mlflow: ModelRegistry is not supported by provider 'fake' (it manages: build, deployment, proxy);"
+        " run mlflow server elsewhere and give the registry its uri: instead"
     )
     assert fake.calls == []

@@ -32,6 +32,8 @@ def test_a_managed_registry_is_a_supervised_mlflow_server(registry_ws) -> None: 
     assert state["attributes"]["uri"] == registry_ws.uri
     assert state["attributes"]["processes"][0]["name"] == "mlflow.main"
     assert (registry_ws.dir / ".cmlplan" / "registry" / "main" / "mlflow.db").is_file()
+    assert registry_ws.cli("output", "-raw", "registry.main").stdout.strip() == registry_ws.uri
+    assert f"MLFLOW_TRACKING_URI={registry_ws.uri}" in registry_ws.cli("output").stdout
 
 
 def test_deploy_the_alias_and_call_it_in_every_documented_shape(registry_ws) -> None:  # type: ignore[no-untyped-def]

@@ -46,9 +46,11 @@ def desired_world(
     provider: str,
     environ: Mapping[str, str] | None,
     fingerprints: SecretFingerprints,
+    targets: tuple[str, ...] = (),
 ) -> DesiredWorld:
-    """Every node the specs imply, including each model's build and deployment, and the proxy."""
-    builder = Builder(config, state, salt, provider, environ, fingerprints)
+    """Every node the specs imply, including each model's build and deployment, and the proxy
+    (a registered model's only when ``targets`` can reach them: see ``Builder.builds_needed``)."""
+    builder = Builder(config, state, salt, provider, environ, fingerprints, targets)
     for resource in config.resources.values():
         add = KINDS.get(resource.kind)
         if add is not None:

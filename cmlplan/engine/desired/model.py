@@ -47,6 +47,8 @@ def add_model(b: Builder, resource: Resource) -> None:
     notes: tuple[str, ...] = ()
     summary: dict[str, Any] | None = None
     if spec.source.registered is not None:
+        if not b.builds_needed(address):
+            return  # its recorded build and deployment stay as they are, unplanned
         try:
             number, build_node, resolved = registered_build(b, resource, name)
         except CmlplanError as exc:

@@ -18,6 +18,7 @@ from ...providers.registered import SHIM_FILE, SHIM_FUNCTION, SHIM_VERSION
 from ...providers.source import parse_requirements
 from ...registry.client import RegistryClient
 from ...registry.errors import RegistryError
+from ...registry.requirements import serving_requirements
 from ...registry.resolved import ResolvedVersion
 from ...specs import Resource
 from ...specs.model import ModelSpec
@@ -26,7 +27,7 @@ from .builds import choose_build
 from .notes import build_notes
 from .world import Builder
 
-REGISTERED_BUILDS = frozenset({"local"})  # providers whose builds download registered versions
+REGISTERED_BUILDS = frozenset({"local", "docker"})  # providers whose builds download registered versions
 
 
 def registered_build(b: Builder, resource: Resource, name: str) -> tuple[int, dict[str, Any], ResolvedVersion]:
@@ -53,7 +54,7 @@ def registered_build(b: Builder, resource: Resource, name: str) -> tuple[int, di
             f"{where}: {source.name} version {resolved.version} was logged with python {resolved.python};"
             f" it is served on runtime.python {spec.runtime.python}"
         )
-    requirements = parse_requirements(resolved.requirements_text)
+    requirements = parse_requirements(serving_requirements(resolved.requirements_text))
     attributes = {
         "model": resource.address,
         "hash": registered_hash(resolved, spec.runtime.python, requirements),

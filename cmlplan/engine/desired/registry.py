@@ -24,14 +24,15 @@ DEFAULT_PORT = 5000
 def add_registry(b: Builder, resource: Resource) -> None:
     spec: ModelRegistrySpec = resource.spec
     if spec.uri:
-        problem = health_problem(spec.uri)
-        blocked = (
-            f"{resource.origin}: {resource.address}: the external registry at {spec.uri} does not answer ({problem})"
-            if problem
-            else None
-        )
-        attributes = {"mode": "external", "uri": spec.uri.rstrip("/")}
-        b.add(resource.address, "registry", LOGICAL, (), constant(attributes), resource.lifecycle, blocked=blocked)
+        uri = spec.uri.rstrip("/")
+        where = f"{resource.origin}: {resource.address}"
+
+        def answers() -> str | None:  # asked only when a planned resource needs the registry
+            problem = health_problem(uri)
+            return f"{where}: the external registry at {uri} does not answer ({problem})" if problem else None
+
+        attributes = {"mode": "external", "uri": uri}
+        b.add(resource.address, "registry", LOGICAL, (), constant(attributes), resource.lifecycle, check=answers)
         return
     where = f"{resource.origin}: {resource.address}"
     b.add(

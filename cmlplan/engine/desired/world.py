@@ -31,6 +31,13 @@ class Node:
     secrets: Callable[[], dict[str, str]] = field(default=lambda: {})
     notes: tuple[str, ...] = ()
     blocked: str | None = None  # why this node cannot be planned now; the plan fails if it is selected
+    check: Callable[[], str | None] | None = None  # a slower ``blocked``, asked only when it is selected
+
+    def problem(self) -> str | None:
+        """Why this selected node cannot be planned now (None: it can)."""
+        if self.blocked is None and self.check is not None:
+            self.blocked = self.check()
+        return self.blocked
 
 
 class SourceMissingError(CmlplanError):
@@ -49,8 +56,10 @@ class Builder:
         provider: str,
         environ: Mapping[str, str] | None,
         fingerprints: SecretFingerprints,
+        targets: tuple[str, ...] = (),
     ) -> None:
         self.config = config
+        self.targets = targets
         self.state = state
         self.salt = salt
         self.fingerprints = fingerprints
@@ -69,6 +78,22 @@ class Builder:
         lifecycle: Lifecycle | None = None, **extra: Any,
     ) -> None:
         self.nodes[address] = Node(address, kind, provider, deps, compute, lifecycle or Lifecycle(), **extra)
+
+
+    def builds_needed(self, model_address: str) -> bool:
+        """Whether a plan with these ``-target``s can reach the model's build and deployment.
+
+        Only the targets themselves and the proxy (which routes every deployment) depend on them,
+        so a plan targeted elsewhere need not ask a registry what a registered model points at.
+        """
+        if not self.targets:
+            return True
+        key = model_address.removeprefix("model.")
+        for target in self.targets:
+            kind, _, rest = target.partition(".")
+            if kind == "proxy" or rest.split("#", 1)[0] == key or not rest:
+                return True
+        return False
 
 
 def constant(attributes: dict[str, Any]) -> Callable[[Known], dict[str, Any]]:

@@ -9,6 +9,10 @@ containers drain (SIGTERM, up to 40 s) and are removed.
 
 Limits are the engine's: ``memory`` is the container's memory limit (swap included, so a replica
 past it is OOM-killed and restarted by its on-failure policy), ``cpu`` is ``nano_cpus``.
+
+A managed ModelRegistry is an ``mlflow server`` container on the same network
+(``mlflow_container.py``); builds of registered model versions download them on the host first
+(``registered.build_source``).
 """
 
 from __future__ import annotations
@@ -31,22 +35,27 @@ from ..base import (
     PlanResult,
     ProviderContext,
     ProviderError,
+    ReadRequest,
+    ReadResult,
     UnsupportedError,
 )
-from ..buildfiles import BuildError, build_error, build_inputs
+from ..buildfiles import BuildError, build_error
 from ..images import LABEL_ADDRESS as IMAGE_LABEL_ADDRESS
-from ..images import LABEL_KIND, ImageRequest
+from ..images import LABEL_KIND, ImageRequest, mlflow_tag
+from ..registered import build_source, recorded_manifest
 from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
 from . import containers as ct
 from .logs import kept_lines, select
 from .logs import read_logs as read_container_logs
+from .mlflow_container import MlflowContainers
 from .runtime import DockerRuntime
 
 
 class DockerProvider(ReplicatedProvider):
     name = "docker"
+    kinds = frozenset({"build", "deployment", "proxy", "registry"})
     build_computed = ("path", "image", "image_id")
     gpus = True  # device requests on the engine
 
@@ -64,6 +73,7 @@ class DockerProvider(ReplicatedProvider):
         )
         self.network = self.runtime.network
         self.rollout = Rollout(self.runtime, self.routes)
+        self.registries = MlflowContainers(self.runtime, self.spec_dir, context.salt, self.base_image)
 
     async def build_exists(self, attributes: Attributes) -> bool:
         tag = attributes.get("image")
@@ -73,7 +83,25 @@ class DockerProvider(ReplicatedProvider):
         image = await asyncio.to_thread(self.runtime.builder.image, str(tag))
         return image is not None and image["id"] == attributes.get("image_id")
 
+    # -- managed model registries (mlflow server containers); the rest is ReplicatedProvider's ------
+
+    async def read(self, request: ReadRequest) -> ReadResult:
+        registries = [ref for ref in request.resources if ref.kind == "registry"]
+        others = tuple(ref for ref in request.resources if ref.kind != "registry")
+        result = await super().read(request.model_copy(update={"resources": others})) if others else None
+        live = dict(result.live) if result is not None else {}
+        for ref in registries:
+            live[ref.address] = await self.registries.read(dict(ref.attributes))
+        return ReadResult(live=live)
+
+    async def apply(self, request: ApplyRequest) -> ApplyResult:
+        if request.kind == "registry":
+            return await self.registries.apply(request)
+        return await super().apply(request)
+
     async def plan(self, request: PlanRequest) -> PlanResult:
+        if request.kind == "registry":
+            return self.registries.plan(request)
         if request.kind == "proxy" and request.desired is not None and int(request.desired.get("replicas") or 1) != 1:
             raise UnsupportedError(
                 f"{request.address}: the docker provider runs one proxy container per workspace "
@@ -120,24 +148,26 @@ class DockerProvider(ReplicatedProvider):
             model_key, number = _split_build_address(address)
             if model_key:
                 await asyncio.to_thread(builder.remove_context, model_key, number)
-        removed += await self._collect_proxy_images(client)
+        removed += await self._collect_service_images(client)
         if not any(address.startswith("build.") for address in keep):
             removed += await asyncio.to_thread(builder.remove_caches)
         return removed
 
-    async def _collect_proxy_images(self, client: docker.DockerClient) -> list[str]:
-        """Proxy images of other cmlplan versions that no container uses (shared, so only unused ones)."""
-        current = self.runtime.builder.proxy_tag()
+    async def _collect_service_images(self, client: docker.DockerClient) -> list[str]:
+        """Proxy and registry images of other cmlplan or mlflow versions that no container uses
+        (shared by every workspace on the engine, so only unused ones)."""
+        current = {"proxy": self.runtime.builder.proxy_tag(), "mlflow": mlflow_tag(self.base_image)}
         removed = []
-        for image in await asyncio.to_thread(client.images.list, filters={"label": f"{LABEL_KIND}=proxy"}):
-            for tag in image.tags:
-                if tag == current:
-                    continue
-                try:
-                    await asyncio.to_thread(client.images.remove, tag, noprune=False)
-                except docker.errors.APIError:
-                    continue  # in use by a container (another workspace's proxy): keep it
-                removed.append(f"image {tag} (an older proxy image)")
+        for kind, tag_now in current.items():
+            for image in await asyncio.to_thread(client.images.list, filters={"label": f"{LABEL_KIND}={kind}"}):
+                for tag in image.tags:
+                    if tag == tag_now:
+                        continue
+                    try:
+                        await asyncio.to_thread(client.images.remove, tag, noprune=False)
+                    except docker.errors.APIError:
+                        continue  # in use by a container (another workspace's): keep it
+                    removed.append(f"image {tag} (an older {'proxy' if kind == 'proxy' else 'registry'} image)")
         return removed
 
     # -- builds -----------------------------------------------------------------------------------
@@ -147,31 +177,33 @@ class DockerProvider(ReplicatedProvider):
             return ApplyResult(attributes=None)  # the image stays until `cmlplan gc`
         planned = request.planned
         check(request.address, "build", planned)
-        inputs = build_inputs(self.spec_dir, planned)
         client = await self.runtime.client()
         # before tagging anything: image tags are named after the workspace, like its containers
         await asyncio.to_thread(ct.check_owner, client, self.network, self.workspace, str(self.spec_dir))
-        image_request = ImageRequest(
-            workspace=self.workspace,
-            address=request.address,
-            model_key=inputs.model_key,
-            number=inputs.number,
-            build_hash=str(planned["hash"]),
-            source_dir=inputs.source_dir,
-            manifest=inputs.manifest,
-            python=str(planned["python"]),
-            requirements_text=inputs.requirements_text,
-            build_script=planned.get("build_script"),
-            progress=request.progress,
-        )
-        try:
-            outcome = await asyncio.to_thread(self.runtime.builder.build, image_request)
-        except BuildError as exc:
-            raise build_error(request.address, exc) from None
+        async with build_source(self.spec_dir, self.root, request.address, planned, request.progress) as inputs:
+            image_request = ImageRequest(
+                workspace=self.workspace,
+                address=request.address,
+                model_key=inputs.model_key,
+                number=inputs.number,
+                build_hash=str(planned["hash"]),
+                source_dir=inputs.source_dir,
+                manifest=inputs.manifest,
+                python=str(planned["python"]),
+                requirements_text=inputs.requirements_text,
+                build_script=planned.get("build_script"),
+                progress=request.progress,
+            )
+            try:
+                outcome = await asyncio.to_thread(self.runtime.builder.build, image_request)
+            except BuildError as exc:
+                raise build_error(request.address, exc) from None
         return ApplyResult(
-            attributes={**planned, "path": str(outcome.context_dir), "image": outcome.tag, "image_id": outcome.image_id}
+            attributes={
+                **planned, "path": str(outcome.context_dir), "image": outcome.tag, "image_id": outcome.image_id,
+                **recorded_manifest(planned, inputs),
+            }
         )
-
 
 def _split_build_address(address: str) -> tuple[str | None, int]:
     body = address.removeprefix("build.")

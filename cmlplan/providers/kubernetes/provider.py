@@ -36,10 +36,11 @@ from ..base import (
     ReadRequest,
     ReadResult,
 )
-from ..buildfiles import BuildError, build_error, build_inputs
+from ..buildfiles import BuildError, build_error
 from ..deployments import proxy_environment, route_model, route_proxy
 from ..images import ImageRequest
 from ..probes import ProbeFailed, judge_answer
+from ..registered import build_source, recorded_manifest
 from ..routing import RoutingTable, parse_table, restore_model, snapshot_model
 from . import names
 from . import objects as ob
@@ -63,6 +64,7 @@ class KubernetesProvider:
         self.settings = context.settings.kubernetes
         self.workspace = context.workspace_id
         self.spec_dir = Path(context.spec_dir)
+        self.root = Path(context.data_dir)
         self.target = ob.Target(
             workspace=self.workspace,
             namespace=self.settings.namespace,
@@ -339,26 +341,29 @@ class KubernetesProvider:
             return ApplyResult(attributes=None)  # the image stays in the registry
         planned = request.planned
         check(request.address, "build", planned)
-        inputs = build_inputs(self.spec_dir, planned)
-        image_request = ImageRequest(
-            workspace=self.workspace,
-            address=request.address,
-            model_key=inputs.model_key,
-            number=inputs.number,
-            build_hash=str(planned["hash"]),
-            source_dir=inputs.source_dir,
-            manifest=inputs.manifest,
-            python=str(planned["python"]),
-            requirements_text=inputs.requirements_text,
-            build_script=planned.get("build_script"),
-            progress=request.progress,
-        )
-        try:
-            published = await asyncio.to_thread(self.publisher.build, image_request)
-        except BuildError as exc:
-            raise build_error(request.address, exc) from None
+        async with build_source(self.spec_dir, self.root, request.address, planned, request.progress) as inputs:
+            image_request = ImageRequest(
+                workspace=self.workspace,
+                address=request.address,
+                model_key=inputs.model_key,
+                number=inputs.number,
+                build_hash=str(planned["hash"]),
+                source_dir=inputs.source_dir,
+                manifest=inputs.manifest,
+                python=str(planned["python"]),
+                requirements_text=inputs.requirements_text,
+                build_script=planned.get("build_script"),
+                progress=request.progress,
+            )
+            try:
+                published = await asyncio.to_thread(self.publisher.build, image_request)
+            except BuildError as exc:
+                raise build_error(request.address, exc) from None
         return ApplyResult(
-            attributes={**planned, "path": published.context_dir, "image": published.ref, "image_id": published.image_id}
+            attributes={
+                **planned, "path": published.context_dir, "image": published.ref, "image_id": published.image_id,
+                **recorded_manifest(planned, inputs),
+            }
         )
 
     # -- optional abilities -----------------------------------------------------------------------

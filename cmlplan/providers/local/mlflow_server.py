@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 from pathlib import Path
 
 from ...registry.client import health_problem
-from ...registry.server import server_command, server_uri
+from ...registry.server import server_command, server_uri, start_timeout
 from ...values import UNKNOWN
 from ..base import ApplyRequest, ApplyResult, Attributes, PlanRequest, PlanResult, ProviderError
 from .runtime import REGISTRY_PREFIX, SupervisorRuntime
-
-
-def start_timeout() -> float:
-    try:
-        value = float(os.environ.get("CMLPLAN_REGISTRY_START_TIMEOUT", ""))
-    except ValueError:
-        return 180.0
-    return value if value > 0 else 180.0
 
 
 def program_name(attributes: Attributes) -> str:

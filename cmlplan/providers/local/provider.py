@@ -6,7 +6,6 @@ under one supervisord per workspace (``runtime.SupervisorRuntime``), rolled out 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from ..base import (
     ReadRequest,
     ReadResult,
 )
-from ..buildfiles import build_error, build_inputs
-from ..registered import fetch_registered
+from ..buildfiles import build_error
+from ..registered import build_source, recorded_manifest
 from ..replicated import ReplicatedProvider
 from ..rollout import Rollout
 from ..routing import RoutingTable
@@ -115,48 +114,22 @@ class LocalProvider(ReplicatedProvider):
             return ApplyResult(attributes=None)
         planned = request.planned
         check(request.address, "build", planned)
-        if planned.get("registered"):
-            return await self._apply_registered_build(request, planned)
-        inputs = build_inputs(self.spec_dir, planned)
-        build_request = BuildRequest(
-            model_key=inputs.model_key,
-            number=inputs.number,
-            build_hash=str(planned["hash"]),
-            source_dir=inputs.source_dir,
-            manifest=inputs.manifest,
-            python=str(planned["python"]),
-            requirements_text=inputs.requirements_text,
-            build_script=planned.get("build_script"),
-            progress=request.progress,
-        )
-        try:
-            outcome = await asyncio.to_thread(self.builder.build, build_request)
-        except BuildFailed as exc:
-            raise build_error(request.address, exc) from None
-        return ApplyResult(attributes={**planned, "path": str(outcome.build_dir)})
-
-    async def _apply_registered_build(self, request: ApplyRequest, planned: Attributes) -> ApplyResult:
-        """Download the registered version, then build it like a source folder (see ``registered``)."""
-        model_key = str(planned["model"]).removeprefix("model.")
-        number = int(planned["number"])
-        staging = self.root / "staging" / model_key / str(number)
-        try:
-            fetched = await asyncio.to_thread(fetch_registered, request.address, planned, staging, request.progress)
+        async with build_source(self.spec_dir, self.root, request.address, planned, request.progress) as inputs:
             build_request = BuildRequest(
-                model_key=model_key,
-                number=number,
+                model_key=inputs.model_key,
+                number=inputs.number,
                 build_hash=str(planned["hash"]),
-                source_dir=fetched.source_dir,
-                manifest=fetched.manifest,
+                source_dir=inputs.source_dir,
+                manifest=inputs.manifest,
                 python=str(planned["python"]),
-                requirements_text=fetched.requirements_text,
+                requirements_text=inputs.requirements_text,
+                build_script=planned.get("build_script"),
                 progress=request.progress,
             )
             try:
                 outcome = await asyncio.to_thread(self.builder.build, build_request)
             except BuildFailed as exc:
                 raise build_error(request.address, exc) from None
-        finally:
-            await asyncio.to_thread(shutil.rmtree, staging, True)
-        manifest = {p: {"sha256": e.sha256, "size": e.size, "lines": e.lines} for p, e in fetched.manifest.items()}
-        return ApplyResult(attributes={**planned, "path": str(outcome.build_dir), "manifest": manifest})
+        return ApplyResult(
+            attributes={**planned, "path": str(outcome.build_dir), **recorded_manifest(planned, inputs)}
+        )

@@ -10,7 +10,8 @@ Accepted requests (the JSON value of the CML ``request`` field):
   ``{"inputs": ...}``.
 
 The reply is JSON-encodable: arrays and Series become lists, DataFrames lists of records, numpy
-scalars plain numbers. mlflow (and pandas) come from the model's own requirements.
+scalars plain numbers. mlflow (mlflow-skinny, as the build installs it) and pandas come from the
+model's own requirements.
 """
 
 import os
