@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("local_e2e_helpers", REPO / "tests" / "providers" / "local" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("local_e2e_helpers", REPO / "tests" / "providers" / "local" / "localws.py")
 assert _spec is not None and _spec.loader is not None
 local_e2e = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("local_e2e_helpers", local_e2e)

@@ -9,7 +9,7 @@ from ...specs import env_reference
 from ...specs.proxy import ProxySpec
 from ...specs.workspace import MetricsSettings
 from ...values import UNKNOWN
-from ..envrefs import fingerprint_value, resolve
+from ..envrefs import resolve
 from .world import Builder, Known
 
 KUBERNETES_PROXY_REPLICAS = 2
@@ -29,7 +29,7 @@ def add_proxy(b: Builder) -> None:
 
     settings = b.config.workspace_spec.metrics
     where = f"{b.config.workspace.origin}: {b.config.workspace.address}: metrics.dsn"
-    metrics = metrics_attributes(b, settings, where)
+    metrics = metrics_attributes(b, address, settings, where)
 
     def compute(known: Known) -> dict[str, Any]:
         keys = {}
@@ -67,15 +67,17 @@ def add_proxy(b: Builder) -> None:
     )
 
 
-def metrics_attributes(b: Builder, settings: MetricsSettings, where: str) -> dict[str, Any]:
+def metrics_attributes(b: Builder, address: str, settings: MetricsSettings, where: str) -> dict[str, Any]:
     """The Workspace's metrics settings as the proxy's attributes; only those not at their default,
-    so the proxy of an older state plans no change. The DSN stays a reference plus a salted fingerprint (a new
+    so the proxy of an older state plans no change. The DSN stays a reference plus a keyed fingerprint (a new
     password shows in the plan and restarts the proxy without being shown)."""
     found: dict[str, Any] = {}
     if settings.dsn:
         found["metrics_store"] = {
             "dsn_ref": settings.dsn,
-            "dsn_fingerprint": fingerprint_value(b.salt, settings.dsn, where, b.environ),
+            "dsn_fingerprint": b.fingerprints.of(
+                address, ("metrics_store", "dsn_fingerprint"), resolve(settings.dsn, where, b.environ)
+            ),
         }
         assert env_reference(settings.dsn) is not None  # the spec allows nothing else
     if settings.retention_days != METRICS_RETENTION_DAYS:

@@ -18,7 +18,7 @@ from cmlplan.state.file import FileBackend
 pytestmark = pytest.mark.slow
 
 # this folder's conftest by path: a bare `from conftest import` may find another folder's
-_spec = importlib.util.spec_from_file_location("local_e2e_helpers", Path(__file__).with_name("conftest.py"))
+_spec = importlib.util.spec_from_file_location("local_e2e_helpers", Path(__file__).with_name("localws.py"))
 assert _spec is not None and _spec.loader is not None
 _helpers = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("local_e2e_helpers", _helpers)
