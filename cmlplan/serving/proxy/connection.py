@@ -29,6 +29,7 @@ from .responses import CONTINUE, JSON, response
 from .wire import too_large
 
 if TYPE_CHECKING:
+    from .call import ModelCall
     from .hub import Hub
 
 log = logging.getLogger("cmlplan.proxy")
@@ -65,7 +66,7 @@ class Request:
         "error",
         "at_replica",
         "replica",
-        "task",
+        "call",
     )
 
     def __init__(self) -> None:
@@ -82,7 +83,7 @@ class Request:
         self.error: ProxyError | None = None  # answer this instead of handling the request
         self.at_replica = False  # a replica started on it: it runs to the end whatever the client does
         self.replica = ""  # the id of the replica that answered it, for the technical metrics
-        self.task: asyncio.Task[None] | None = None
+        self.call: ModelCall | None = None  # a prediction that may still be abandoned
 
     def body(self) -> bytes:
         chunks = self.chunks
@@ -158,9 +159,9 @@ class Connection(asyncio.Protocol):
         self.read_eof = True
         current = self.current
         if self.phase == BUSY and current is not None:
-            if current.at_replica or current.task is None:
+            if current.at_replica or current.call is None:
                 return True  # keep the write side open: a half-closed client still reads the answer
-            current.task.cancel()  # still waiting for a replica: its client is gone, free its place
+            current.call.abandon()  # still waiting for a replica: its client is gone, free its place
             return None
         if self.phase == LINGER:
             return True  # the client sent everything it will: close once the answer is written
@@ -171,8 +172,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.hub.remove(self)
         current = self.current
-        if current is not None and current.task is not None and not current.at_replica:
-            current.task.cancel()
+        if current is not None and current.call is not None and not current.at_replica:
+            current.call.abandon()
         elif self.phase == BODY and not self.read_eof:
             self.hub.handler.count_refusal(499)
         self.pipeline.clear()

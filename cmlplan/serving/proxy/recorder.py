@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,16 @@ class Recorder:
         if self._reader is not None:
             self._reader.close()
 
-    async def prediction(self, route: ModelRoute, tracked: bytes) -> bytes:
-        """Store what the model tracked before its answer leaves; returns header lines to add (errors)."""
+    def track(self, route: ModelRoute, tracked: bytes, done: Callable[[bytes], None]) -> None:
+        """Store what the model tracked, then ``done(header lines to add)``: empty, or the refusal.
+
+        ``done`` runs on the loop once the row is committed (or refused), so the answer leaves
+        only after its metrics are durable; it may run before this returns.
+        """
+        writer = self._writer
+        if writer is None:
+            done(_error_line(self.error or "the metrics store is not open"))
+            return
         try:
             document, _ = decode(tracked)
             metrics = document["metrics"]
@@ -97,12 +106,13 @@ class Recorder:
             )
         except (ValueError, KeyError, TypeError):
             log.warning("%s: a replica sent tracked metrics that are not {uuid, metrics}", route.address)
-            return _error_line("the replica sent tracked metrics the proxy cannot read")
-        try:
-            await self.write(row)
-        except StoreError as exc:
-            return _error_line(str(exc))
-        return b""
+            done(_error_line("the replica sent tracked metrics the proxy cannot read"))
+            return
+
+        def settled(_result: Any, error: BaseException | None) -> None:
+            done(b"" if error is None else _error_line(str(error)))
+
+        writer.put(row, settled)
 
     @property
     def writable(self) -> bool:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -25,7 +26,8 @@ log = logging.getLogger("cmlplan.proxy")
 MAX_BATCH = 1024
 Operation = Callable[[Store], Any]
 _REFUSALS = (UnknownPrediction, WrongProject, ValueError)
-_Item = tuple[Operation | PredictionRow, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+Settled = Callable[[Any, "BaseException | None"], None]  # (result, error), called on the loop
+_Item = tuple[Operation | PredictionRow, asyncio.AbstractEventLoop, Settled]
 
 
 class StoreWriter:
@@ -49,8 +51,12 @@ class StoreWriter:
         """Run operation(store) in the next batch; a PredictionRow is inserted with its batch's others."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((operation, loop, future))
+        self._queue.put((operation, loop, partial(_settle, future)))
         return await future
+
+    def put(self, operation: Operation | PredictionRow, settled: Settled) -> None:
+        """Like submit, for the request path: ``settled(result, error)`` runs on this loop afterwards."""
+        self._queue.put((operation, asyncio.get_running_loop(), settled))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, then end the thread."""
@@ -114,19 +120,26 @@ class StoreWriter:
             results = [(None, StoreError(f"metrics store: unexpected error: {exc}"))] * len(batch)
         self.batches += 1
         self.operations += len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
-        for (_op, loop, future), (result, error) in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, result, error))
-        for loop, settled in by_loop.items():
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Settled, Any, Any]]] = {}
+        for (_op, loop, settled), (result, error) in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((settled, result, error))
+        for loop, outcomes in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody waits for these
-                loop.call_soon_threadsafe(_settle_all, settled)
+                loop.call_soon_threadsafe(_settle_all, outcomes)
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, result, error in settled:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+def _settle_all(outcomes: list[tuple[Settled, Any, BaseException | None]]) -> None:
+    for settled, result, error in outcomes:
+        try:
+            settled(result, error)
+        except Exception:  # one waiter's bug must not leave the others of the batch unanswered
+            log.exception("metrics store: unexpected error handing back a write")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)

@@ -336,9 +336,9 @@ def test_two_authorization_headers_are_400(serving: Any) -> None:
 # request reader fails on one path, as a bug there would.
 FAULTY_PROXY = """
 import sys
-from cmlplan.serving.proxy import __main__ as entry, handler
+from cmlplan.serving.proxy import __main__ as entry, call, handler
 
-real_parse, real_handle = handler.parse_call, handler.Handler.handle
+real_parse, real_handle = call.parse_call, handler.Handler.handle
 
 def parse_call(body, query):
     if b"explode" in body:
@@ -350,7 +350,7 @@ def handle(self, conn, request):
         raise KeyError("injected fault")
     return real_handle(self, conn, request)
 
-handler.parse_call = parse_call
+call.parse_call = parse_call
 handler.Handler.handle = handle
 entry.main(sys.argv[1:])
 """
