@@ -18,7 +18,6 @@ Numbers are printed side by side; nothing here asserts on time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import os
@@ -31,10 +30,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import aiohttp
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from serving import Load, Point, cpu_seconds, merge  # noqa: E402  (bench/serving.py: wrk, CPU per request)
 
 from cmlplan.serving.store import PredictionRow, open_store  # noqa: E402
 
@@ -57,6 +56,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """The processes pid started (the proxy's store writer), whose CPU counts as the proxy's."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def key_hash(key: str) -> str:
@@ -112,24 +119,21 @@ def routes(work: Path, replicas: dict[str, list[dict[str, str]]], store: Path | 
     return path
 
 
-async def load(url: str, body: bytes, concurrency: int, duration: float) -> tuple[int, int]:
-    ok = failed = 0
-    deadline = time.monotonic() + duration
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker() -> None:
-            nonlocal ok, failed
-            while time.monotonic() < deadline:
-                async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
-                    await r.read()
-                    if r.status == 200:
-                        ok += 1
-                    else:
-                        failed += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok, failed
+def flush_latency_ms(folder: Path, count: int = 50) -> float:
+    """Median fdatasync of a 4 KiB append in folder: what one durable group commit waits for at least."""
+    path = folder / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    samples = []
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            began = time.perf_counter()
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - began)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(samples) * 1000
 
 
 def throughput(work: Path, args: argparse.Namespace) -> None:
@@ -137,6 +141,7 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         members = {name: [replica(work, name, i, procs) for i in range(2)] for name in ("plain", "tracked")}
+        replica_pids = {name: tuple(procs[i].pid for i in range(k * 2, k * 2 + 2)) for k, name in enumerate(members)}
         store = work / "tracking.db"
         port = free_port()
         table = routes(work, members, None if args.no_store else store)
@@ -145,21 +150,43 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         procs.append(proxy)
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, proxy)
-        totals = {"plain": [0, 0], "tracked": [0, 0]}
+        generator = Load(work, args.duration)
+        levels = [int(c) for c in str(args.concurrency).split(",")]
+        flush_before = flush_latency_ms(work)
+        samples: dict[tuple[str, int], list[Point]] = {}
         for _ in range(args.rounds):
-            for name in ("plain", "tracked"):
-                body = json.dumps({"accessKey": f"ak-{name}", "request": {"tenure": 7, "plan": "gold"}}).encode()
-                ok, failed = asyncio.run(load(base + "/model", body, args.concurrency, args.duration))
-                totals[name][0] += ok
-                totals[name][1] += failed
-        seconds = args.rounds * args.duration
-        rps = {name: ok / seconds for name, (ok, _f) in totals.items()}
+            for concurrency in levels:
+                for name in ("plain", "tracked"):
+                    body = json.dumps({"accessKey": f"ak-{name}", "request": {"tenure": 7, "plan": "gold"}}).encode()
+                    writers = children(proxy.pid)  # the store writer process: its CPU is the proxy's
+                    before = cpu_seconds(writers)
+                    point = generator.point(
+                        base + "/model", body, concurrency, name, proxy.pid, replica_pids[name], quiet=True
+                    )
+                    writer_us = (cpu_seconds(writers) - before) / max(1, point.requests) * 1e6
+                    point.proxy_cpu_us = (point.proxy_cpu_us or 0) + writer_us
+                    samples.setdefault((name, concurrency), []).append(point)
+        flush_after = flush_latency_ms(work)
+        merged = {key: merge(points) for key, points in samples.items()}
         stored = 0 if args.no_store else open_store(f"sqlite:{store}").execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-        print(f"throughput, concurrency {args.concurrency}, {args.rounds} x {args.duration:g}s each:")
-        for name in ("plain", "tracked"):
-            print(f"  {name:8s} {rps[name]:8.0f} req/s  (non-200: {totals[name][1]})")
-        print(f"  tracked predictions stored: {stored} (of {totals['tracked'][0]} answered)")
-        print(f"  kept with tracking on: {rps['tracked'] / rps['plain']:.1%}  (target >= 90%)")
+        answered = sum(p.ok for (name, _c), p in merged.items() if name == "tracked")
+        print(f"throughput, {args.rounds} x {args.duration:g}s per point, taken in turns, load generator {generator.tool};"
+              f" fdatasync of the store's disk: median {flush_before:.2f} ms before, {flush_after:.2f} ms after")  # fmt: skip
+        print(f"  {'':8s} {'conc':>5s} {'2xx req/s':>10s} {'non-2xx':>8s} {'errors':>7s} {'p50 ms':>8s}"
+              f" {'proxy+writer us/req':>20s} {'replicas us/req':>16s}")  # fmt: skip
+        for concurrency in levels:
+            for name in ("plain", "tracked"):
+                p = merged[(name, concurrency)]
+                print(f"  {name:8s} {concurrency:5d} {p.rps:10.0f} {p.non2xx:8d} {p.errors:7d} {p.p50_ms:8.2f} "
+                      f"{p.proxy_cpu_us or 0:20.0f} {p.replica_cpu_us or 0:16.0f}")  # fmt: skip
+        print(f"  tracked predictions stored: {stored} (of {answered} answered)")
+        for concurrency in levels:
+            plain, tracked = merged[("plain", concurrency)], merged[("tracked", concurrency)]
+            extra = (tracked.proxy_cpu_us or 0) - (plain.proxy_cpu_us or 0)
+            replicas = (tracked.replica_cpu_us or 0) - (plain.replica_cpu_us or 0)
+            kept = tracked.rps / plain.rps if plain.rps else 0.0
+            print(f"  c={concurrency}: kept with tracking on: {kept:.1%} (target >= 90%); CPU added per tracked"
+                  f" prediction: proxy and its store writer {extra:+.0f} us, replica {replicas:+.0f} us")  # fmt: skip
     finally:
         for proc in procs:
             proc.kill()
@@ -229,17 +256,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", default="8,64", help="comma-separated levels (default 8,64)")
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--reads", type=int, default=5)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--no-store", action="store_true", help="no store: the replica-side cost of tracking alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cmlplan-bench-metrics-") as tmp:
         work = Path(tmp)
         if not args.skip_throughput:
             throughput(work, args)
-        reads(work, args)
+        if not args.skip_reads:
+            reads(work, args)
 
 
 if __name__ == "__main__":
