@@ -75,6 +75,25 @@ def test_read_returns_the_window_in_cml_shape(store_url):
     store.close()
 
 
+def test_the_json_read_is_the_read_in_time_order_with_any_text_quoted(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    odd = 'model.q"uote\\back\nline/é'
+    rows = [row(f"u{i:03d}", (i * 7919) % 200, metrics={"i": i, "s": "ü\"x"}) for i in range(200)]  # shuffled times
+    rows.append(PredictionRow('u"odd', "churn", odd, f"{odd}/deployments/1", 'b"1', "r0", 50, json.dumps({})))
+    store.insert_predictions(rows)
+    store.commit()
+    for model in ("model.churn", odd):
+        for window in ((None, None), (10, 120), (500, 600)):
+            query = {"model": model, "deployment": None, "build": None, "start_ms": window[0], "end_ms": window[1]}
+            expected = store.read(**query)
+            assert json.loads(store.read_json(**query)) == {"metrics": expected}
+    times = [e["startTimeStampMs"] for e in json.loads(store.read_json(
+        model="model.churn", deployment=None, build=None, start_ms=None, end_ms=None))["metrics"]]  # fmt: skip
+    assert times == sorted(times) and len(times) == 200
+    store.close()
+
+
 def test_delayed_metrics_merge_and_refuse_unknown_or_foreign_predictions(store_url):
     store = open_store(store_url)
     store.migrate()
