@@ -114,6 +114,7 @@ class Connection(asyncio.Protocol):
         self.head_size = 0  # exact size of the current head so far
         self.chunk = 0
         self.body_in_chunk = 0
+        self.heads_in_chunk = 0  # bytes of the heads completed in this read (pipelined requests)
         self.discarding = False  # the parser stopped: what arrives is thrown away
         self.discarded = 0
         self.first = True
@@ -136,6 +137,7 @@ class Connection(asyncio.Protocol):
             return
         self.chunk = len(data)
         self.body_in_chunk = 0
+        self.heads_in_chunk = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -151,13 +153,15 @@ class Connection(asyncio.Protocol):
             self.refuse(400, error_body("request.invalid", "the request is not valid HTTP/1.1"))
             return
         if self.in_head:  # a head is unfinished: count what it has buffered
-            self.head_bytes += self.chunk - self.body_in_chunk
+            self.head_bytes += self.chunk - self.body_in_chunk - self.heads_in_chunk
             if self.head_bytes > MAX_HEAD_BYTES:
                 self.refuse(_HEAD_TOO_LARGE.status, _HEAD_TOO_LARGE.body())
 
     def eof_received(self) -> bool | None:
         self.read_eof = True
         current = self.current
+        if self.phase == BUSY and current is None and self.pipeline:
+            return True  # between two pipelined requests: answer them, then close
         if self.phase == BUSY and current is not None:
             if current.at_replica or current.call is None:
                 return True  # keep the write side open: a half-closed client still reads the answer
@@ -215,6 +219,9 @@ class Connection(asyncio.Protocol):
         request.http10 = parser.get_http_version() == "1.0"
         self.in_head = False
         upper_bound = self.head_bytes + self.chunk
+        # this head's size: request line ("M URL HTTP/1.1\r\n"), headers counted as "name: value\r\n", "\r\n"
+        size = self.head_size + len(request.method) + 14
+        self.heads_in_chunk += max(0, size - self.head_bytes)  # the part of it read in this chunk
         self.head_bytes = 0
         if upper_bound > MAX_HEAD_BYTES and self.head_size > MAX_HEAD_BYTES:
             self.refuse_request(request, _HEAD_TOO_LARGE)
@@ -285,12 +292,18 @@ class Connection(asyncio.Protocol):
             self.phase = LINGER
             transport.close()
         else:
-            self.phase = IDLE
             self.first = False
-            self.deadline = monotonic() + self.hub.routes.table.keepalive_timeout
             self.hub.touch(self)
-            if self.pipeline:
-                self.next_request()
+            if self.pipeline:  # still BUSY: the next request on the next turn, so that a long
+                asyncio.get_running_loop().call_soon(self._next_in_line)  # pipeline is no recursion
+            else:
+                self.phase = IDLE
+                self.deadline = monotonic() + self.hub.routes.table.keepalive_timeout
+
+    def _next_in_line(self) -> None:
+        transport = self.transport
+        if self.current is None and self.pipeline and transport is not None and not transport.is_closing():
+            self.next_request()
 
     def next_request(self) -> None:
         request = self.pipeline.popleft()
