@@ -5,7 +5,7 @@
    ``tracked`` (``track_metrics`` with three keys per call). Both are loaded with wrk (bench/serving.py's
    generator; aiohttp without wrk) at each ``--concurrency`` level, in ``--rounds`` alternating turns
    of ``--duration`` s so a shared machine does not favour one; the 2xx throughputs are compared,
-   with the CPU per request of the proxy (its store writer process included) and of the replicas,
+   with the CPU per request of the proxy (its store writer thread included) and of the replicas,
    and the fdatasync latency of the store's disk before and after: a durable group commit waits at
    least that long, which bounds throughput at low concurrency.
 2. Reads. ``--predictions`` rows (1,000,000 by default, with the metrics examples/churn tracks:
@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serving import Load, Point, cpu_seconds, merge  # noqa: E402  (bench/serving.py: wrk, CPU per request)
+from serving import Load, Point, merge  # noqa: E402  (bench/serving.py: wrk, CPU per request)
 
 from cmlplan.serving.metrics.client import MetricsClient  # noqa: E402
 from cmlplan.serving.metrics.client import orjson as client_orjson  # noqa: E402
@@ -66,14 +66,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    """The processes pid started (the proxy's store writer), whose CPU counts as the proxy's."""
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def key_hash(key: str) -> str:
@@ -168,13 +160,9 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
             for concurrency in levels:
                 for name in ("plain", "tracked"):
                     body = json.dumps({"accessKey": f"ak-{name}", "request": {"tenure": 7, "plan": "gold"}}).encode()
-                    writers = children(proxy.pid)  # the store writer process: its CPU is the proxy's
-                    before = cpu_seconds(writers)
                     point = generator.point(
                         base + "/model", body, concurrency, name, proxy.pid, replica_pids[name], quiet=True
                     )
-                    writer_us = (cpu_seconds(writers) - before) / max(1, point.requests) * 1e6
-                    point.proxy_cpu_us = (point.proxy_cpu_us or 0) + writer_us
                     samples.setdefault((name, concurrency), []).append(point)
         flush_after = flush_latency_ms(work)
         merged = {key: merge(points) for key, points in samples.items()}
@@ -183,12 +171,12 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         print(f"throughput, {args.rounds} x {args.duration:g}s per point, taken in turns, load generator {generator.tool};"
               f" fdatasync of the store's disk: median {flush_before:.2f} ms before, {flush_after:.2f} ms after")  # fmt: skip
         print(f"  {'':8s} {'conc':>5s} {'2xx req/s':>10s} {'non-2xx':>8s} {'errors':>7s} {'p50 ms':>8s}"
-              f" {'proxy+writer us/req':>20s} {'replicas us/req':>16s}")  # fmt: skip
+              f" {'proxy us/req':>13s} {'replicas us/req':>16s}")  # fmt: skip
         for concurrency in levels:
             for name in ("plain", "tracked"):
                 p = merged[(name, concurrency)]
                 print(f"  {name:8s} {concurrency:5d} {p.rps:10.0f} {p.non2xx:8d} {p.errors:7d} {p.p50_ms:8.2f} "
-                      f"{p.proxy_cpu_us or 0:20.0f} {p.replica_cpu_us or 0:16.0f}")  # fmt: skip
+                      f"{p.proxy_cpu_us or 0:13.0f} {p.replica_cpu_us or 0:16.0f}")  # fmt: skip
         print(f"  tracked predictions stored: {stored} (of {answered} answered)")
         for concurrency in levels:
             plain, tracked = merged[("plain", concurrency)], merged[("tracked", concurrency)]
@@ -196,7 +184,7 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
             replicas = (tracked.replica_cpu_us or 0) - (plain.replica_cpu_us or 0)
             kept = tracked.rps / plain.rps if plain.rps else 0.0
             print(f"  c={concurrency}: kept with tracking on: {kept:.1%} (target >= 90%); CPU added per tracked"
-                  f" prediction: proxy and its store writer {extra:+.0f} us, replica {replicas:+.0f} us")  # fmt: skip
+                  f" prediction: proxy (its store writer thread included) {extra:+.0f} us, replica {replicas:+.0f} us")  # fmt: skip
     finally:
         for proc in procs:
             proc.kill()

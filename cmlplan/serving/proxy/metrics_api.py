@@ -8,7 +8,6 @@ any role reads, ``editor`` or ``owner`` writes. Every refusal is one ``{code: me
 from __future__ import annotations
 
 import time
-from operator import methodcaller
 from typing import Any
 
 from ..metrics.tracking import MetricsError, check_metrics
@@ -139,7 +138,7 @@ async def _delayed(table: RoutingTable, recorder: Recorder, user: str, query: di
     metrics = check_metrics(query.get("metrics"))
     writable = frozenset(p for p, members in table.projects.items() if members.get(user) in WRITERS)
     try:
-        await recorder.write(methodcaller("add_delayed", prediction_uuid, metrics, writable))
+        await recorder.write(lambda store: store.add_delayed(prediction_uuid, metrics, writable))
     except UnknownPrediction:
         raise ProxyError(
             404, "prediction.not_found", f"no prediction {prediction_uuid} is stored (did it track metrics?)"
@@ -160,7 +159,7 @@ async def _aggregate(table: RoutingTable, recorder: Recorder, user: str, query: 
     assert start is not None and end is not None
     key = (route.project, route.address, route.deployment, route.build)
     aggregate_id = recorder.new_id()
-    await recorder.write(methodcaller("add_aggregate", aggregate_id, key, start, end, metrics))
+    await recorder.write(lambda store: store.add_aggregate(aggregate_id, key, start, end, metrics))
 
 
 async def _technical(table: RoutingTable, recorder: Recorder, user: str, query: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..store import Store, StoreError, open_store
+from ..store import PredictionRow, Store, StoreError, open_store
 from ..store.backend import SQLITE_PREFIX, describe
-from ..store.writer import StoreWriter, opener_for
+from ..store.writer import StoreWriter
 from .codec import decode, encode
 from .routes import ModelRoute, RoutingTable
 
@@ -60,7 +60,7 @@ class Recorder:
         if self.url is None:
             return
         url = self.url
-        writer = StoreWriter(opener_for(url))
+        writer = StoreWriter(lambda: open_store(url))
         try:
             writer.start()
             self._reader = self._reads.submit(open_store, url).result()
@@ -94,7 +94,7 @@ class Recorder:
         try:
             document, _ = decode(tracked)
             metrics = document["metrics"]
-            row = (
+            row = PredictionRow(
                 str(document["uuid"]),
                 route.project,
                 route.address,
@@ -112,7 +112,7 @@ class Recorder:
         def settled(_result: Any, error: BaseException | None) -> None:
             done(b"" if error is None else _error_line(str(error)))
 
-        writer.put_row(row, settled)
+        writer.put(row, settled)
 
     @property
     def writable(self) -> bool:

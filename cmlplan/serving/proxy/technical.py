@@ -1,7 +1,7 @@
 """Technical metrics counted by the proxy: one-minute cells per model and replica, flushed to the store.
 
 A request costs a dict lookup and a few additions on the loop. Every ``flush_seconds`` the cells
-changed since the last flush are handed to the store's writer process (this proxy's row of a cell is
+changed since the last flush are handed to the store's writer thread (this proxy's row of a cell is
 rewritten with its running totals, so a flush repeated after a failure does no harm); cells of
 past minutes are dropped once written. Once an hour, minute cells older than the retention
 (14 days unless the routing table says otherwise) are rolled up into hour cells.
@@ -16,7 +16,6 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from operator import methodcaller
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -78,7 +77,7 @@ class TechnicalMetrics(Collector):
                 cutoff = int(time.time() * 1000) - self.retention_ms
                 cutoff -= cutoff % HOUR_MS
                 try:
-                    folded = await self.recorder.write(methodcaller("roll_up", cutoff))
+                    folded = await self.recorder.write(lambda store, before=cutoff: store.roll_up(before))
                 except StoreError as exc:
                     log.error("technical metrics: roll-up failed: %s", exc)
                 else:
@@ -92,7 +91,7 @@ class TechnicalMetrics(Collector):
         snapshot = [_copy(self._cells[k]) for k in keys]
         proxy = self.proxy_id
         try:
-            await self.recorder.write(methodcaller("put_technical", proxy, snapshot))
+            await self.recorder.write(lambda store: store.put_technical(proxy, snapshot))
         except StoreError as exc:
             self._dirty |= keys  # try again next time; the totals are still here
             log.error("technical metrics: %d cells not written: %s", len(keys), exc)

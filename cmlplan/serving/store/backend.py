@@ -1,7 +1,7 @@
 """One connection to the store, SQLite or PostgreSQL, behind the same few statements.
 
 ``open_store("sqlite:/path/metrics.db")`` or ``open_store("postgresql://...")``. A Store is used by
-one thread only: the proxy's writer process opens one, and the proxy one for reads. Every database
+one thread only: the proxy opens one for its writer thread and one for reads. Every database
 failure (disk full, read-only file, server gone) becomes StoreError with one line saying so.
 """
 
@@ -143,19 +143,16 @@ class Store:
         self.commit()
         return current
 
-    # ------------------------------------------------------------ writes (the proxy's writer process)
+    # ------------------------------------------------------------ writes (the proxy's writer thread)
 
     def insert_predictions(self, rows: list[PredictionRow]) -> None:
-        self.insert_rows(
-            [(r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics) for r in rows]
-        )
-
-    def insert_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        """Predictions as tuples in PredictionRow's field order (what the writer process receives)."""
         self.executemany(
             "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
-            rows,
+            [
+                (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics)
+                for r in rows
+            ],
         )
 
     def add_delayed(self, prediction_uuid: str, metrics: dict[str, Any], writable: frozenset[str]) -> str:

@@ -2,17 +2,13 @@
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
-from functools import partial
-from operator import methodcaller
 
 import pytest
 
 from cmlplan.serving.store import PredictionRow, StoreError, UnknownPrediction, WrongProject, open_store
 from cmlplan.serving.store.schema import LATEST
-from cmlplan.serving.store.writer import StoreWriter, opener_for
+from cmlplan.serving.store.writer import StoreWriter
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -111,19 +107,17 @@ def test_delayed_metrics_merge_and_refuse_unknown_or_foreign_predictions(store_u
 
 
 def test_writer_group_commits_concurrent_writes_and_fails_refusals_alone(store_url):
-    writer = StoreWriter(opener_for(store_url))
+    writer = StoreWriter(lambda: open_store(store_url))
     writer.start()
 
     async def main():
-        writes = [writer.submit(row(f"u{i}", i)) for i in range(200)]
+        writes = [writer.submit(lambda s, i=i: s.insert_predictions([row(f"u{i}", i)])) for i in range(200)]
         await asyncio.gather(*writes)
-        refused = writer.submit(methodcaller("add_delayed", "missing", {"y": 1}, frozenset({"churn"})))
-        kept = writer.submit(methodcaller("add_delayed", "u1", {"y": 1}, frozenset({"churn"})))
+        refused = writer.submit(lambda s: s.add_delayed("missing", {"y": 1}, frozenset({"churn"})))
+        kept = writer.submit(lambda s: s.add_delayed("u1", {"y": 1}, frozenset({"churn"})))
         results = await asyncio.gather(refused, kept, return_exceptions=True)
         assert isinstance(results[0], UnknownPrediction)
         assert results[1] == "churn"
-        with pytest.raises(TypeError, match="must pickle"):
-            await writer.submit(lambda store: store.commit())
 
     asyncio.run(main())
     writer.stop()
@@ -136,63 +130,6 @@ def test_writer_group_commits_concurrent_writes_and_fails_refusals_alone(store_u
     store.close()
 
 
-def test_the_writer_stops_only_when_the_proxy_closes_its_end_and_commits_first(tmp_path):
-    """SIGTERM to the whole process group (supervisord's stopasgroup) must not lose queued writes."""
-    url = f"sqlite:{tmp_path / 'metrics.db'}"
-    writer = StoreWriter(opener_for(url))
-    writer.start()
-
-    async def main():
-        os.kill(writer._proc.pid, signal.SIGTERM)  # ignored: the proxy decides when it ends
-        await asyncio.gather(*(writer.submit(row(f"t{i}", i)) for i in range(20)))
-
-    asyncio.run(main())
-    writer.stop()
-    assert writer._proc is None or writer._proc.returncode == 0
-    store = open_store(url)
-    assert store.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 20
-    store.close()
-
-
-def test_a_killed_writer_fails_what_it_held_and_a_new_one_takes_over(tmp_path):
-    url = f"sqlite:{tmp_path / 'metrics.db'}"
-    writer = StoreWriter(opener_for(url))
-    writer.start()
-
-    async def main():
-        await writer.submit(row("before", 1))
-        writer._proc.kill()  # the OOM killer, or a crash in SQLite
-        with pytest.raises(StoreError, match="writer stopped"):
-            await writer.submit(row("lost", 2))
-        deadline = asyncio.get_running_loop().time() + 10
-        while True:  # a new process starts after RESTART_SECONDS; writes work again
-            try:
-                await writer.submit(row("after", 3))
-                return
-            except StoreError:
-                assert asyncio.get_running_loop().time() < deadline, "no new writer"
-                await asyncio.sleep(0.2)
-
-    asyncio.run(main())
-    writer.stop()
-    store = open_store(url)
-    uuids = {u for (u,) in store.execute("SELECT uuid FROM predictions").fetchall()}
-    assert {"before", "after"} <= uuids
-    store.close()
-
-
-def _limited_store(path, limit):
-    """Opened in the writer process: a store that refuses writes, as SQLite does when read-only or full."""
-    store = open_store(f"sqlite:{path}")
-    if limit == "read-only":
-        store.migrate()  # what the writer runs first must still work on a read-only store
-        store.execute("PRAGMA query_only = ON")
-    else:
-        (pages,) = store.execute("PRAGMA page_count").fetchone()
-        store.execute(f"PRAGMA max_page_count = {pages + 2}")
-    return store
-
-
 def _refused_write_keeps_data(tmp_path, limit, match):
     """A store that refuses writes (as SQLite does when read-only or full) keeps what it holds."""
     path = tmp_path / "metrics.db"
@@ -201,13 +138,21 @@ def _refused_write_keeps_data(tmp_path, limit, match):
     store.insert_predictions([row("kept", 1000)])
     store.commit()
     store.close()
-    writer = StoreWriter(partial(_limited_store, path, limit))
+
+    def opened():
+        store = open_store(f"sqlite:{path}")
+        limit(store)
+        return store
+
+    writer = StoreWriter(opened)
     writer.start()
 
     async def main():
         big = {"blob": "x" * 60000}
         with pytest.raises(StoreError, match=match):
-            await asyncio.gather(*(writer.submit(row(f"lost{i}", 2000, metrics=big)) for i in range(50)))
+            await writer.submit(
+                lambda s: s.insert_predictions([row(f"lost{i}", 2000, metrics=big) for i in range(50)])
+            )
 
     asyncio.run(main())
     writer.stop()
@@ -216,19 +161,19 @@ def _refused_write_keeps_data(tmp_path, limit, match):
 
 
 def test_a_read_only_store_refuses_writes_and_keeps_what_it_holds(tmp_path):
-    _refused_write_keeps_data(tmp_path, "read-only", "readonly")
+    def read_only(store):
+        store.migrate()  # what the writer runs first must still work on a read-only store
+        store.execute("PRAGMA query_only = ON")
+
+    _refused_write_keeps_data(tmp_path, read_only, "readonly")
 
 
 def test_a_full_store_refuses_writes_and_keeps_what_it_holds(tmp_path):
-    _refused_write_keeps_data(tmp_path, "full", "full")
+    def full(store):
+        (pages,) = store.execute("PRAGMA page_count").fetchone()
+        store.execute(f"PRAGMA max_page_count = {pages + 2}")
 
-
-def test_a_store_that_cannot_be_opened_fails_start_with_its_reason(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    writer = StoreWriter(opener_for(f"sqlite:{blocker / 'metrics.db'}"))
-    with pytest.raises(StoreError, match="cannot open the metrics store"):
-        writer.start()
+    _refused_write_keeps_data(tmp_path, full, "full")
 
 
 def test_a_bad_store_url_is_one_clear_error():
@@ -237,3 +182,11 @@ def test_a_bad_store_url_is_one_clear_error():
     with pytest.raises(StoreError, match=r"cannot connect .*postgresql://…@127.0.0.1:1/x") as info:
         open_store("postgresql://user:s3cret@127.0.0.1:1/x")
     assert "s3cret" not in str(info.value)
+
+
+def test_a_store_that_cannot_be_opened_fails_the_writers_start_with_its_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    writer = StoreWriter(lambda: open_store(f"sqlite:{blocker / 'metrics.db'}"))
+    with pytest.raises(StoreError, match="cannot open the metrics store"):
+        writer.start()
