@@ -68,6 +68,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def store_counts(base: str) -> tuple[float, float]:
+    """(commits, writes) of the proxy's metrics store writer so far, from its /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    values = dict(line.split() for line in text.splitlines() if line.startswith("cmlplan_store_"))
+    return float(values.get("cmlplan_store_commits_total", 0)), float(values.get("cmlplan_store_writes_total", 0))
+
+
 def key_hash(key: str) -> str:
     return hashlib.sha256((SALT + key).encode()).hexdigest()
 
@@ -156,13 +164,17 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         levels = [int(c) for c in str(args.concurrency).split(",")]
         flush_before = flush_latency_ms(work)
         samples: dict[tuple[str, int], list[Point]] = {}
+        commits: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for _ in range(args.rounds):
             for concurrency in levels:
                 for name in ("plain", "tracked"):
                     body = json.dumps({"accessKey": f"ak-{name}", "request": {"tenure": 7, "plan": "gold"}}).encode()
+                    before = store_counts(base)
                     point = generator.point(
                         base + "/model", body, concurrency, name, proxy.pid, replica_pids[name], quiet=True
                     )
+                    after = store_counts(base)
+                    commits.setdefault((name, concurrency), []).append((after[0] - before[0], after[1] - before[1]))
                     samples.setdefault((name, concurrency), []).append(point)
         flush_after = flush_latency_ms(work)
         merged = {key: merge(points) for key, points in samples.items()}
@@ -183,8 +195,10 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
             extra = (tracked.proxy_cpu_us or 0) - (plain.proxy_cpu_us or 0)
             replicas = (tracked.replica_cpu_us or 0) - (plain.replica_cpu_us or 0)
             kept = tracked.rps / plain.rps if plain.rps else 0.0
+            made, written = (sum(x) for x in zip(*commits[("tracked", concurrency)], strict=True))
             print(f"  c={concurrency}: kept with tracking on: {kept:.1%} (target >= 90%); CPU added per tracked"
-                  f" prediction: proxy (its store writer thread included) {extra:+.0f} us, replica {replicas:+.0f} us")  # fmt: skip
+                  f" prediction: proxy (its store writer thread included) {extra:+.0f} us, replica {replicas:+.0f} us;"
+                  f" {written / max(1, made):.1f} writes per commit")  # fmt: skip
     finally:
         for proc in procs:
             proc.kill()

@@ -11,10 +11,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..store import PredictionRow, Store, StoreError, open_store
 from ..store.backend import SQLITE_PREFIX, describe
@@ -48,7 +51,7 @@ def store_url(table: RoutingTable, routes_path: Path) -> str | None:
     return dsn
 
 
-class Recorder:
+class Recorder(Collector):
     def __init__(self, url: str | None) -> None:
         self.url = url
         self.error: str | None = None if url else "this proxy has no metrics store configured"
@@ -144,6 +147,20 @@ class Recorder:
                 reader.rollback()
 
         return await asyncio.get_running_loop().run_in_executor(self._reads, run)
+
+    def collect(self) -> Iterator[Metric]:
+        """Group commit at work: writes per commit is writes / commits."""
+        writer = self._writer
+        if writer is None:
+            return
+        yield CounterMetricFamily(
+            "cmlplan_store_commits", "Transactions the metrics store writer committed (or rolled back).",
+            value=writer.batches,
+        )
+        yield CounterMetricFamily(
+            "cmlplan_store_writes", "Writes (tracked predictions and others) in those transactions.",
+            value=writer.operations,
+        )
 
     @staticmethod
     def new_id() -> str:

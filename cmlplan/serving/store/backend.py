@@ -36,6 +36,8 @@ def _entry_sql(quote: str, *, percent: str = "%") -> str:
 
 
 BUSY_TIMEOUT_MS = 5000
+INSERT_CHUNK = 500  # rows per INSERT: 8 parameters each, far below SQLite's and PostgreSQL's limits
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?)"
 MMAP_BYTES = 1 << 30
 CACHE_KIB = 65536
 
@@ -146,14 +148,19 @@ class Store:
     # ------------------------------------------------------------ writes (the proxy's writer thread)
 
     def insert_predictions(self, rows: list[PredictionRow]) -> None:
-        self.executemany(
-            "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING",
-            [
-                (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics)
-                for r in rows
-            ],
-        )
+        """One statement per INSERT_CHUNK rows: the writer thread gives the GIL up once per statement
+        rather than once per row (executemany steps each row separately)."""
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            self.execute(
+                "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics) "
+                f"VALUES {', '.join([_ROW_PLACEHOLDERS] * len(chunk))} ON CONFLICT (uuid) DO NOTHING",
+                [
+                    value
+                    for r in chunk
+                    for value in (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics)
+                ],
+            )
 
     def add_delayed(self, prediction_uuid: str, metrics: dict[str, Any], writable: frozenset[str]) -> str:
         """Merge metrics into a stored prediction; returns its project. Raises Unknown/WrongProject."""

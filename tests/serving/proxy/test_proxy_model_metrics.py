@@ -161,6 +161,9 @@ def test_an_answered_prediction_is_stored_even_if_the_proxy_is_killed_right_afte
     proxy = start(serving, tmp_path, store)
     replies = [serving.call_model(proxy, KEY, {"tenure": t}) for t in range(20)]
     assert all(r.status == 200 and "x-cmlplan-metrics-error" not in r.raw.decode() for r in replies)
+    exported = serving.http("GET", proxy.url + "/metrics").raw.decode()
+    counts = dict(line.split() for line in exported.splitlines() if line.startswith("cmlplan_store_"))
+    assert float(counts["cmlplan_store_writes_total"]) >= 20 and float(counts["cmlplan_store_commits_total"]) >= 1
     proxy.popen.kill()  # kill -9: nothing is flushed on the way out
     proxy.popen.wait(timeout=10)
     kept = open_store(store["url"])
