@@ -154,17 +154,23 @@ class ModelCall:
         """The replica did not start the prediction: cool it down, look for another until busy_timeout."""
         if self.state != AT_REPLICA:
             return
-        self._release(cooldown, down=down)
-        if monotonic() >= self.busy_deadline:
-            self._finish_error(self._no_replica())
-        else:
-            self._seek(first=True)
+        try:
+            self._release(cooldown, down=down)
+            if monotonic() >= self.busy_deadline:
+                self._finish_error(self._no_replica())
+            else:
+                self._seek(first=True)
+        except Exception:
+            self._crash("while retrying a prediction")
 
     def failed(self, error: ProxyError) -> None:
         if self.state != AT_REPLICA:
             return
-        self._release()
-        self._finish_error(error)
+        try:
+            self._release()
+            self._finish_error(error)
+        except Exception:
+            self._crash("while answering a replica's failure")
 
     def finished(self) -> bool:
         return self.state == DONE
