@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from .errors import INTERNAL_BODY, ProxyError, error_body
-from .responses import CONTINUE, JSON, response
+from .responses import CONTINUE, COPY_LIMIT, JSON, head, response
 from .wire import too_large
 
 if TYPE_CHECKING:
@@ -284,7 +284,10 @@ class Connection(asyncio.Protocol):
         close = close or not request.keep_alive or self.hub.closing
         if request.http10 and not close:
             extra += b"connection: keep-alive\r\n"
-        transport.write(response(status, body, content_type=content_type, close=close, extra=extra))
+        if len(body) <= COPY_LIMIT:
+            transport.write(response(status, body, content_type=content_type, close=close, extra=extra))
+        else:  # a metrics read of 10 MB is handed over as it is, not copied behind its head
+            transport.writelines((head(status, len(body), content_type=content_type, close=close, extra=extra), body))
         self.current = None
         if request.error is not None:
             self.linger()

@@ -292,7 +292,7 @@ class Store:
         parts = [predictions if isinstance(predictions, bytes) else predictions.encode()] if predictions else []
         for m, d, b, s0, s1, metrics in self._aggregates(filters, params, low, high):
             parts.append((json.dumps(_entry(m, d, b, None, s0, s1, "{}"))[:-3] + metrics + "}").encode())
-        return b'{"metrics":[' + b",".join(parts) + b"]}"
+        return b"".join((b'{"metrics":[', b",".join(parts), b"]}"))  # one copy of the 10 MB
 
     def read(
         self,
