@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,17 +28,25 @@ _ENTRY = (
 
 
 def _entry_sql(quote: str, *, percent: str = "%") -> str:
-    """``format(...)`` of one entry; quote turns a text column into a JSON string (``json_quote({})``).
+    """One entry: its shared head (entry_heads) and the row's own fields, or, for a row without a
+    head, ``format(...)`` of everything; quote turns a text column into a JSON string.
 
     percent is how the statement spells a literal ``%`` (``%%`` where ``%s`` marks a parameter).
     """
     columns = ", ".join(quote.format(column) for column in ("deployment", "build", "model", "uuid"))
-    return f"format({_ENTRY.replace('%', percent)}, {columns}, ts_ms, ts_ms, metrics)"
+    whole = f"format({_ENTRY.replace('%', percent)}, {columns}, ts_ms, ts_ms, metrics)"
+    spliced = (
+        "(SELECT head FROM entry_heads WHERE id = head_id) || uuid || '\",\"startTimeStampMs\":' || ts_ms"
+        " || ',\"endTimeStampMs\":' || ts_ms || ',\"metrics\":' || metrics || '}'"
+    )
+    return f"COALESCE({spliced}, {whole})"
 
 
 BUSY_TIMEOUT_MS = 5000
 INSERT_CHUNK = 500  # rows per INSERT: 8 parameters each, far below SQLite's and PostgreSQL's limits
-_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# a prediction's uuid goes into its read entry unquoted only when it cannot need escaping
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 MMAP_BYTES = 1 << 30
 CACHE_KIB = 65536
 
@@ -67,6 +76,7 @@ class Store:
         self._conn = conn
         self.dialect = dialect
         self._errors = errors
+        self._head_ids: dict[tuple[str, str, str], int] = {}  # committed entry_heads rows (writer only)
 
     @classmethod
     def sqlite(cls, path: Path) -> Store:
@@ -123,6 +133,7 @@ class Store:
             raise StoreError(f"metrics store: {_first_line(exc)}") from None
 
     def rollback(self) -> None:
+        self._head_ids.clear()  # heads made in the rolled-back transaction are gone with it
         with contextlib.suppress(*self._errors):  # a broken connection: the next statement says so
             self._conn.rollback()
 
@@ -152,15 +163,38 @@ class Store:
         rather than once per row (executemany steps each row separately)."""
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
+            values: list[Any] = []
+            for r in chunk:
+                head = self._head_id(r.model, r.deployment, r.build) if _CANONICAL_UUID.match(r.uuid) else None
+                values += (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics, head)
             self.execute(
-                "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics) "
-                f"VALUES {', '.join([_ROW_PLACEHOLDERS] * len(chunk))} ON CONFLICT (uuid) DO NOTHING",
-                [
-                    value
-                    for r in chunk
-                    for value in (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics)
-                ],
+                "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics, "
+                f"head_id) VALUES {', '.join([_ROW_PLACEHOLDERS] * len(chunk))} ON CONFLICT (uuid) DO NOTHING",
+                values,
             )
+
+    def _head_id(self, model: str, deployment: str, build: str) -> int:
+        """The entry_heads row of this model, deployment and build, made on first use (single writer)."""
+        key = (model, deployment, build)
+        known = self._head_ids.get(key)
+        if known is not None:
+            return known
+        row = self.execute(
+            "SELECT id FROM entry_heads WHERE model = ? AND deployment = ? AND build = ?", key
+        ).fetchone()
+        if row is None:
+            (last,) = self.execute("SELECT MAX(id) FROM entry_heads").fetchone()
+            row = ((last or 0) + 1,)
+            head = (
+                f'{{"modelDeploymentCrn":{json.dumps(deployment)},"modelBuildCrn":{json.dumps(build)},'
+                f'"modelCrn":{json.dumps(model)},"predictionUuid":"'
+            )
+            self.execute(
+                "INSERT INTO entry_heads (id, model, deployment, build, head) VALUES (?, ?, ?, ?, ?)",
+                (row[0], *key, head),
+            )
+        self._head_ids[key] = int(row[0])
+        return int(row[0])
 
     def add_delayed(self, prediction_uuid: str, metrics: dict[str, Any], writable: frozenset[str]) -> str:
         """Merge metrics into a stored prediction; returns its project. Raises Unknown/WrongProject."""
