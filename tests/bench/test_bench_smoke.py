@@ -43,3 +43,15 @@ def test_soak_smoke():
     out = result.stdout
     assert "accounting:         sent 240 == answered 240 + no answer 0: ok" in out, out
     assert "redeploy: apply exit 0" in out and "RUNNING again" in out and "soak: PASS" in out, out
+
+
+@pytest.mark.slow
+def test_metrics_smoke():
+    result = run_bench(
+        "bench/metrics.py", "--duration", "1", "--rounds", "1", "--concurrency", "4", "--predictions", "20000", "--reads", "2"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "c=4: kept with tracking on:" in out and "writes per commit" in out, out
+    assert "tracked predictions stored:" in out, out
+    assert "read_metrics() through the proxy" in out and "(target < 200 ms)" in out, out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import time
 from typing import Any
@@ -189,6 +190,35 @@ def test_headers_under_the_limit_and_pipelined_bodies_are_fine(serving: Any, pro
                 break
             data += chunk
     assert data.count(b"HTTP/1.1 200") == 2, data
+
+
+@pytest.mark.parametrize("half_close", [False, True])
+def test_thousands_of_pipelined_requests_in_one_write_are_all_answered_in_order(
+    serving: Any, proxy: Any, half_close: bool
+) -> None:
+    """Each head is small: together they are far past the 32 KiB head limit, which is per request."""
+    def post(body: bytes) -> bytes:  # kept alive, unlike _post
+        return b"POST /model HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    calls = []
+    for i in range(1500):
+        calls.append(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        calls.append(post(_call({"a": i, "b": 1})) if i % 100 == 0 else post(b'{"accessKey": "nope", "request": 1}'))
+    with socket.create_connection(("127.0.0.1", _port(proxy)), timeout=10) as sock:
+        sock.sendall(b"".join(calls))
+        if half_close:  # printf ... | nc: the client says it is done, and still reads every answer
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        deadline = time.monotonic() + 30
+        while data.count(b"HTTP/1.1 ") < len(calls) and time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert len(statuses) == len(calls)
+    assert statuses == [200 if i % 2 == 0 or i % 200 == 1 else 404 for i in range(len(calls))]
+    _assert_still_serving(serving, proxy)
 
 
 @pytest.mark.parametrize(

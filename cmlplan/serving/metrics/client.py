@@ -7,6 +7,7 @@ the key's project role decides what it may do (viewers read, editors and owners 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import urllib.error
@@ -14,6 +15,11 @@ import urllib.request
 from typing import Any
 
 from .tracking import MetricsError, check_metrics, current
+
+try:
+    import orjson
+except ImportError:  # the SDK runs in any job's environment; orjson is only faster
+    orjson = None  # type: ignore[assignment]
 
 URL_ENV = "CMLPLAN_METRICS_URL"
 KEY_ENV = "CMLPLAN_API_KEY"
@@ -109,9 +115,27 @@ class MetricsClient:
         except OSError as exc:
             raise MetricsError(f"cannot reach the metrics API at {self.url}: {exc}") from None
         try:
-            return json.loads(raw)
+            return _decode(raw)
         except ValueError:
             raise MetricsError(f"metrics API {path} answered something that is not JSON") from None
+
+
+def _decode(raw: bytes) -> Any:
+    """Parse an answer; a read of an hour of a busy model is ~40,000 entries, ~10 MB.
+
+    orjson when the job's environment has it (about twice as fast), and the cyclic garbage
+    collector paused meanwhile: the parser makes no cycles, and each of the collections 80,000 new
+    dicts would set off scans everything built so far.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if orjson is not None:
+            return orjson.loads(raw)
+        return json.loads(raw)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _message(raw: bytes) -> str:

@@ -24,19 +24,26 @@ class MetricsError(ValueError):
 class Prediction:
     """The metrics of one prediction; ``recorded`` means "store it even with no metrics"."""
 
-    __slots__ = ("uuid", "metrics", "recorded")
+    __slots__ = ("uuid", "metrics", "recorded", "_text", "_checked")
 
     def __init__(self, uuid: str) -> None:
         self.uuid = uuid
         self.metrics: dict[str, Any] = {}
         self.recorded = False
+        self._text = "{}"  # the metrics as checked by the last track_metrics: encoded once
+        self._checked: dict[str, Any] | None = None
 
     def encoded(self, replica_id: str) -> bytes | None:
         """The header value the proxy reads (ASCII JSON), or None when there is nothing to store."""
         if not self.metrics and not self.recorded:
             return None
-        document = {"uuid": self.uuid, "replica": replica_id, "metrics": self.metrics}
-        return json.dumps(document, separators=(",", ":")).encode()
+        text = self._text if self.metrics is self._checked else _encode(self.metrics, "metrics")
+        return f'{{"uuid":{json.dumps(self.uuid)},"replica":{json.dumps(replica_id)},"metrics":{text}}}'.encode()
+
+    def replace(self, metrics: dict[str, Any], text: str) -> None:
+        """Keep checked metrics with their compact JSON, so the reply does not encode them again."""
+        self.metrics = self._checked = metrics
+        self._text = text
 
 
 _local = threading.local()
@@ -62,16 +69,22 @@ def current() -> Prediction | None:
 
 def check_metrics(metrics: Any, where: str = "metrics") -> dict[str, Any]:
     """Validate a metrics dict as the store takes it; returns it. Raises MetricsError."""
+    _checked_text(metrics, where)
+    return metrics
+
+
+def _checked_text(metrics: Any, where: str) -> str:
+    """The compact JSON of a valid metrics dict. Raises MetricsError."""
     if not isinstance(metrics, dict):
         raise MetricsError(f"{where} must be a dict of name -> JSON value, not {type(metrics).__name__}")
     if len(metrics) > MAX_KEYS:
         raise MetricsError(f"{where} has {len(metrics)} keys; at most {MAX_KEYS} are allowed")
     for key in metrics:
         _check_key(key)
-    size = _encoded_size(metrics, where)
-    if size > MAX_BYTES:
-        raise MetricsError(f"{where} take {size} bytes as JSON; at most {MAX_BYTES} are allowed")
-    return metrics
+    text = _encode(metrics, where)
+    if len(text) > MAX_BYTES:
+        raise MetricsError(f"{where} take {len(text)} bytes as JSON; at most {MAX_BYTES} are allowed")
+    return text
 
 
 def track_metric(key: str, value: Any) -> None:
@@ -90,8 +103,7 @@ def track_metrics(metrics: dict[str, Any]) -> None:
     if not isinstance(metrics, dict):
         raise MetricsError(f"metrics must be a dict of name -> JSON value, not {type(metrics).__name__}")
     merged = {**prediction.metrics, **metrics}
-    check_metrics(merged, f"the metrics of prediction {prediction.uuid}")
-    prediction.metrics = merged
+    prediction.replace(merged, _checked_text(merged, f"the metrics of prediction {prediction.uuid}"))
 
 
 def _check_key(key: Any) -> None:
@@ -101,9 +113,9 @@ def _check_key(key: Any) -> None:
         raise MetricsError(f"metric name {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters")
 
 
-def _encoded_size(metrics: dict[str, Any], where: str) -> int:
+def _encode(metrics: dict[str, Any], where: str) -> str:
     try:
-        return len(json.dumps(metrics, allow_nan=False, separators=(",", ":")))
+        return json.dumps(metrics, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         bad = next((k for k, v in metrics.items() if not _is_json(v)), None)
         which = f"metric {bad!r}" if bad is not None else where

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 import httptools
 
 from .errors import INTERNAL_BODY, ProxyError, error_body
-from .responses import CONTINUE, JSON, response
+from .responses import CONTINUE, COPY_LIMIT, JSON, head, response
 from .wire import too_large
 
 if TYPE_CHECKING:
+    from .call import ModelCall
     from .hub import Hub
 
 log = logging.getLogger("cmlplan.proxy")
@@ -65,7 +66,7 @@ class Request:
         "error",
         "at_replica",
         "replica",
-        "task",
+        "call",
     )
 
     def __init__(self) -> None:
@@ -82,7 +83,7 @@ class Request:
         self.error: ProxyError | None = None  # answer this instead of handling the request
         self.at_replica = False  # a replica started on it: it runs to the end whatever the client does
         self.replica = ""  # the id of the replica that answered it, for the technical metrics
-        self.task: asyncio.Task[None] | None = None
+        self.call: ModelCall | None = None  # a prediction that may still be abandoned
 
     def body(self) -> bytes:
         chunks = self.chunks
@@ -113,6 +114,7 @@ class Connection(asyncio.Protocol):
         self.head_size = 0  # exact size of the current head so far
         self.chunk = 0
         self.body_in_chunk = 0
+        self.heads_in_chunk = 0  # bytes of the heads completed in this read (pipelined requests)
         self.discarding = False  # the parser stopped: what arrives is thrown away
         self.discarded = 0
         self.first = True
@@ -135,6 +137,7 @@ class Connection(asyncio.Protocol):
             return
         self.chunk = len(data)
         self.body_in_chunk = 0
+        self.heads_in_chunk = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -150,17 +153,19 @@ class Connection(asyncio.Protocol):
             self.refuse(400, error_body("request.invalid", "the request is not valid HTTP/1.1"))
             return
         if self.in_head:  # a head is unfinished: count what it has buffered
-            self.head_bytes += self.chunk - self.body_in_chunk
+            self.head_bytes += self.chunk - self.body_in_chunk - self.heads_in_chunk
             if self.head_bytes > MAX_HEAD_BYTES:
                 self.refuse(_HEAD_TOO_LARGE.status, _HEAD_TOO_LARGE.body())
 
     def eof_received(self) -> bool | None:
         self.read_eof = True
         current = self.current
+        if self.phase == BUSY and current is None and self.pipeline:
+            return True  # between two pipelined requests: answer them, then close
         if self.phase == BUSY and current is not None:
-            if current.at_replica or current.task is None:
+            if current.at_replica or current.call is None:
                 return True  # keep the write side open: a half-closed client still reads the answer
-            current.task.cancel()  # still waiting for a replica: its client is gone, free its place
+            current.call.abandon()  # still waiting for a replica: its client is gone, free its place
             return None
         if self.phase == LINGER:
             return True  # the client sent everything it will: close once the answer is written
@@ -171,8 +176,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.hub.remove(self)
         current = self.current
-        if current is not None and current.task is not None and not current.at_replica:
-            current.task.cancel()
+        if current is not None and current.call is not None and not current.at_replica:
+            current.call.abandon()
         elif self.phase == BODY and not self.read_eof:
             self.hub.handler.count_refusal(499)
         self.pipeline.clear()
@@ -214,6 +219,9 @@ class Connection(asyncio.Protocol):
         request.http10 = parser.get_http_version() == "1.0"
         self.in_head = False
         upper_bound = self.head_bytes + self.chunk
+        # this head's size: request line ("M URL HTTP/1.1\r\n"), headers counted as "name: value\r\n", "\r\n"
+        size = self.head_size + len(request.method) + 14
+        self.heads_in_chunk += max(0, size - self.head_bytes)  # the part of it read in this chunk
         self.head_bytes = 0
         if upper_bound > MAX_HEAD_BYTES and self.head_size > MAX_HEAD_BYTES:
             self.refuse_request(request, _HEAD_TOO_LARGE)
@@ -276,7 +284,10 @@ class Connection(asyncio.Protocol):
         close = close or not request.keep_alive or self.hub.closing
         if request.http10 and not close:
             extra += b"connection: keep-alive\r\n"
-        transport.write(response(status, body, content_type=content_type, close=close, extra=extra))
+        if len(body) <= COPY_LIMIT:
+            transport.write(response(status, body, content_type=content_type, close=close, extra=extra))
+        else:  # a metrics read of 10 MB is handed over as it is, not copied behind its head
+            transport.writelines((head(status, len(body), content_type=content_type, close=close, extra=extra), body))
         self.current = None
         if request.error is not None:
             self.linger()
@@ -284,12 +295,18 @@ class Connection(asyncio.Protocol):
             self.phase = LINGER
             transport.close()
         else:
-            self.phase = IDLE
             self.first = False
-            self.deadline = monotonic() + self.hub.routes.table.keepalive_timeout
             self.hub.touch(self)
-            if self.pipeline:
-                self.next_request()
+            if self.pipeline:  # still BUSY: the next request on the next turn, so that a long
+                asyncio.get_running_loop().call_soon(self._next_in_line)  # pipeline is no recursion
+            else:
+                self.phase = IDLE
+                self.deadline = monotonic() + self.hub.routes.table.keepalive_timeout
+
+    def _next_in_line(self) -> None:
+        transport = self.transport
+        if self.current is None and self.pipeline and transport is not None and not transport.is_closing():
+            self.next_request()
 
     def next_request(self) -> None:
         request = self.pipeline.popleft()

@@ -1,8 +1,9 @@
-"""What the proxy answers: ``_call_model`` is the whole prediction path, top to bottom.
+"""What the proxy answers; a prediction is a ``ModelCall`` (call.py), read top to bottom there.
 
 Requests arrive whole (head and body read by connection.py). /healthz, /metrics and the 404/405
-answers are written at once; a prediction runs as a task, which its connection cancels when the
-client goes away while the request still waits for a free replica.
+answers are written at once; a prediction is driven by callbacks, and its connection abandons it
+when the client goes away while it still waits for a free replica. The metrics API runs as a task.
+One coarse tick checks the deadlines of every unfinished prediction (busy timeout, request timeout).
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from .auth import authorize
+from .call import ModelCall
 from .codec import encode
-from .errors import INTERNAL, INTERNAL_BODY, ProxyError, error_body
-from .forward import forward
+from .errors import INTERNAL, INTERNAL_BODY, error_body
 from .live_routes import LiveRoutes
 from .metrics import CONTENT_TYPE, UNKNOWN_MODEL, ProxyMetrics
 from .metrics_api import PATHS as METRICS_API_PATHS
@@ -24,7 +24,6 @@ from .monitoring import PAGE as MONITORING_PAGE
 from .recorder import Recorder
 from .technical import TechnicalMetrics
 from .upstream import Upstream
-from .wire import parse_call
 
 if TYPE_CHECKING:
     from .connection import Connection, Request
@@ -40,7 +39,7 @@ _PAGE_HEADERS = (
     b"content-security-policy: default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     b"connect-src 'self'; img-src 'self'\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\n"
 )
-CLIENT_GONE = 499  # nginx's code for a client that closed before its answer; metrics only
+TICK_SECONDS = 0.05  # how late a 429 or 504 may be: the deadlines of all calls are checked this often
 
 
 class Handler:
@@ -52,7 +51,10 @@ class Handler:
         self.metrics = metrics
         self.recorder = recorder or Recorder(None)
         self.technical = TechnicalMetrics(self.recorder)
+        self.active: set[ModelCall] = set()  # predictions not yet answered
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tick: asyncio.TimerHandle | None = None
+        self._drained: asyncio.Future[None] | None = None
 
     def handle(self, conn: Connection, request: Request) -> None:
         path, _, query = request.url.partition(b"?")
@@ -64,7 +66,7 @@ class Handler:
             body = error_body("method.not_allowed", f"use {method.decode()} {path.decode()}")
             conn.respond(request, 405, body, extra=b"allow: %s\r\n" % method)  # Allow: RFC 9110
         elif path == b"/model":
-            self._start(request, self._call_model(conn, request, query))
+            ModelCall(self, conn, request, self.routes.table).start(query)
         elif path in METRICS_API_PATHS:
             self._start(request, self._metrics_api(conn, request, path))
         elif path == b"/monitoring":
@@ -74,9 +76,32 @@ class Handler:
         else:
             conn.respond(request, 200, self.metrics.render(), content_type=CONTENT_TYPE)
 
+    def track(self, call: ModelCall) -> None:
+        """call waits for a replica or runs on one: its deadline is checked by the tick."""
+        self.active.add(call)
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(TICK_SECONDS, self._check_deadlines)
+
+    def untrack(self, call: ModelCall) -> None:
+        active = self.active
+        active.discard(call)
+        if not active and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _check_deadlines(self) -> None:
+        now = monotonic()
+        try:
+            for call in [call for call in self.active if call.deadline <= now]:
+                call.expire()
+        finally:
+            self._tick = (
+                asyncio.get_running_loop().call_later(TICK_SECONDS, self._check_deadlines)
+                if self.active
+                else None
+            )
+
     def _start(self, request: Request, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
-        request.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -96,46 +121,11 @@ class Handler:
         """A request refused or abandoned while it was being read (413, 431, 408, 400, 499)."""
         self.metrics.record(UNKNOWN_MODEL, status, monotonic())
 
-    async def _call_model(self, conn: Connection, request: Request, query: bytes) -> None:
-        started = monotonic()
-        table = self.routes.table  # one snapshot for the whole request
-        address = UNKNOWN_MODEL
-        model = None
-        close = False
-        extra = b""
-        try:
-            if request.authorizations > 1:
-                raise ProxyError(400, "request.invalid", "send one Authorization header, not several")
-            access_key, payload = parse_call(request.body(), query)
-            request.chunks = []
-            model = table.find_model(access_key)
-            if model is None:
-                raise ProxyError(404, "model.not_found", "no model is deployed with this access key")
-            address = model.address
-            if model.authentication:
-                authorize(table, model, request.authorization)
-            if model.stopped:
-                raise ProxyError(503, "model.stopped", f"the model {model.name!r} is stopped")
-            status, reply, tracked = await forward(
-                self.upstream, model.pool, payload, table.busy_timeout, table.request_timeout, request
-            )
-            if tracked is not None:  # durable before the answer leaves; a refusal rides in a header
-                extra = await self.recorder.prediction(model, tracked)
-        except ProxyError as error:
-            status, reply, close = error.status, error.body(), error.close
-        except asyncio.CancelledError:  # the client left while waiting for a replica
-            self.metrics.record(address, CLIENT_GONE, started)
-            return
-        except Exception:
-            log.exception("%s: unexpected error while handling a prediction", address)
-            self.metrics.internal_error()
-            status, reply, close = INTERNAL, INTERNAL_BODY, True
-        conn.respond(request, status, reply, close=close, extra=extra)
-        self.metrics.record(address, status, started)
-        if model is not None:
-            self.technical.record(model, request.replica, status, monotonic() - started, request.size, len(reply))
-
     async def shut_down(self) -> None:
         """Wait for predictions still running (their connections were asked to close after them)."""
+        if self.active:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream.close()

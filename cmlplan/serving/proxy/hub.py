@@ -75,6 +75,7 @@ class Hub:
     def add(self, conn: Connection) -> None:
         connections = self._connections
         if len(connections) >= self.cap and not self._evict_one():
+            self.handler.count_refusal(503)
             if conn.transport is not None:
                 conn.transport.write(_FULL)
                 conn.transport.close()

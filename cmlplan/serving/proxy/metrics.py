@@ -44,8 +44,11 @@ class ProxyMetrics(Collector):
         self.registry.register(self)
 
     def record(self, model: str, status: int, started: float) -> None:
-        """Count one answered request; cheap enough for the hot path."""
-        seconds = monotonic() - started
+        """Count one answered request that started at ``started`` (monotonic)."""
+        self.observe(model, status, monotonic() - started)
+
+    def observe(self, model: str, status: int, seconds: float) -> None:
+        """Count one answered request that took ``seconds``; cheap enough for the hot path."""
         key = (model, status)
         requests = self._requests
         requests[key] = requests.get(key, 0) + 1

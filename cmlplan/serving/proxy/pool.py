@@ -1,21 +1,30 @@
 """Per-model replica pools: round robin among free replicas, FIFO waiting when all are busy.
 
 Replicas serve one prediction at a time, so a replica is either free or busy from this proxy's
-point of view. A freed replica is handed straight to the oldest waiter (no barging by newcomers).
-A replica can also be *cooling*: refused the connection (down for ~1 s) or answered
-``replica.busy`` because another proxy process is using it; waiters are woken when it cools off.
+point of view. A freed replica is handed straight to the oldest waiter (no barging by newcomers),
+by calling the waiter: no future, no task, no timer per request. A replica can also be *cooling*:
+refused the connection (down for ~1 s) or answered ``replica.busy`` because another proxy process
+is using it; waiters are offered it again when it cools off.
+
+Waiters do not time out here: their owner (call.py) checks its own deadline on a coarse tick
+and calls ``leave``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .upstream import ReplicaConnection
+
+
+class Waiter(Protocol):
+    """A request waiting for a replica: ``assign`` hands it one (marked busy for it), or None."""
+
+    def assign(self, replica: Replica | None) -> None: ...
 
 
 class Replica:
@@ -51,7 +60,7 @@ class Pool:
         self.address = address
         self.replicas: tuple[Replica, ...] = ()
         self._cursor = 0
-        self._waiters: deque[asyncio.Future[Replica | None]] = deque()
+        self._waiters: deque[Waiter] = deque()
 
     def set_replicas(self, replicas: tuple[Replica, ...]) -> None:
         """Switch to a new replica set; requests already holding a replica keep it."""
@@ -66,38 +75,40 @@ class Pool:
             self.close()
 
     def close(self) -> None:
-        """The model left the routing table or has no replicas: wake every waiter empty-handed."""
+        """The model left the routing table or has no replicas: every waiter is told there is none."""
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            self._waiters.popleft().assign(None)
         for replica in self.replicas:
             if not replica.busy:
                 replica.disconnect()
 
-    async def acquire(self, deadline: float, *, first: bool = False) -> Replica | None:
-        """A replica marked busy for the caller, or None when none was free before deadline.
+    def acquire(self, waiter: Waiter, *, first: bool = False) -> Replica | None:
+        """A free replica, marked busy for the caller; else the caller joins the line and gets None.
 
-        ``first`` puts a retrying request at the head of the line rather than at the back.
+        ``first`` puts a retrying request at the head of the line rather than at the back. A
+        waiter in the line is later given a replica, or None, through ``waiter.assign``.
         """
         if not self._waiters:
             replica = self._take_free()
             if replica is not None:
                 return replica
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Replica | None] = loop.create_future()
         if first:
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
-        timer = loop.call_later(max(0.0, deadline - monotonic()), self._time_out, waiter)
+        return None
+
+    def leave(self, waiter: Waiter) -> bool:
+        """Take waiter out of the line (its deadline passed or its client left); False if not in it."""
         try:
-            return await waiter
-        except BaseException:
-            self._abandon(waiter)
-            raise
-        finally:
-            timer.cancel()
+            self._waiters.remove(waiter)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
 
     def release(self, replica: Replica, cooldown: float = 0.0, *, down: bool = False) -> None:
         """Give a replica back; with cooldown it is not tried again for that many seconds."""
@@ -111,12 +122,10 @@ class Pool:
             replica.busy = False
             replica.disconnect()
             return
-        if self._waiters and replica.available_at <= monotonic():
-            while self._waiters:  # hand over directly: the replica stays busy
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(replica)
-                    return
+        if cooldown <= 0 and self._waiters:
+            # hand over directly: the replica stays busy, and the waiter sends its request now
+            self._waiters.popleft().assign(replica)
+            return
         replica.busy = False
 
     def busy_count(self) -> int:
@@ -132,15 +141,20 @@ class Pool:
         count = len(replicas)
         if count == 0:
             return None
-        now = monotonic()
+        now = 0.0
         start = self._cursor
         for offset in range(count):
             index = (start + offset) % count
             replica = replicas[index]
-            if replica.usable(now):
-                replica.busy = True
-                self._cursor = index + 1
-                return replica
+            if replica.busy:
+                continue
+            if replica.available_at:  # cooling, or cooled: only then is the clock read
+                now = now or monotonic()
+                if replica.available_at > now:
+                    continue
+            replica.busy = True
+            self._cursor = index + 1
+            return replica
         return None
 
     def _cooled(self, replica: Replica, until: float) -> None:
@@ -155,26 +169,4 @@ class Pool:
             replica = self._take_free()
             if replica is None:
                 return
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                replica.busy = False
-                continue
-            waiter.set_result(replica)
-
-    def _abandon(self, waiter: asyncio.Future[Replica | None]) -> None:
-        """Leave the line (cancelled); a replica handed over in the same instant goes back to the pool."""
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
-        if waiter.done() and not waiter.cancelled():
-            replica = waiter.result()
-            if replica is not None:
-                self.release(replica)
-        else:
-            waiter.cancel()
-
-    def _time_out(self, waiter: asyncio.Future[Replica | None]) -> None:
-        """The deadline passed while waiting: leave the line, the request gets None (429)."""
-        if not waiter.done():
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-            waiter.set_result(None)
+            self._waiters.popleft().assign(replica)

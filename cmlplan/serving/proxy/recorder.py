@@ -11,9 +11,13 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..store import PredictionRow, Store, StoreError, open_store
 from ..store.backend import SQLITE_PREFIX, describe
@@ -47,7 +51,7 @@ def store_url(table: RoutingTable, routes_path: Path) -> str | None:
     return dsn
 
 
-class Recorder:
+class Recorder(Collector):
     def __init__(self, url: str | None) -> None:
         self.url = url
         self.error: str | None = None if url else "this proxy has no metrics store configured"
@@ -80,8 +84,16 @@ class Recorder:
         if self._reader is not None:
             self._reader.close()
 
-    async def prediction(self, route: ModelRoute, tracked: bytes) -> bytes:
-        """Store what the model tracked before its answer leaves; returns header lines to add (errors)."""
+    def track(self, route: ModelRoute, tracked: bytes, done: Callable[[bytes], None]) -> None:
+        """Store what the model tracked, then ``done(header lines to add)``: empty, or the refusal.
+
+        ``done`` runs on the loop once the row is committed (or refused), so the answer leaves
+        only after its metrics are durable; it may run before this returns.
+        """
+        writer = self._writer
+        if writer is None:
+            done(_error_line(self.error or "the metrics store is not open"))
+            return
         try:
             document, _ = decode(tracked)
             metrics = document["metrics"]
@@ -97,12 +109,13 @@ class Recorder:
             )
         except (ValueError, KeyError, TypeError):
             log.warning("%s: a replica sent tracked metrics that are not {uuid, metrics}", route.address)
-            return _error_line("the replica sent tracked metrics the proxy cannot read")
-        try:
-            await self.write(row)
-        except StoreError as exc:
-            return _error_line(str(exc))
-        return b""
+            done(_error_line("the replica sent tracked metrics the proxy cannot read"))
+            return
+
+        def settled(_result: Any, error: BaseException | None) -> None:
+            done(b"" if error is None else _error_line(str(error)))
+
+        writer.put(row, settled)
 
     @property
     def writable(self) -> bool:
@@ -134,6 +147,20 @@ class Recorder:
                 reader.rollback()
 
         return await asyncio.get_running_loop().run_in_executor(self._reads, run)
+
+    def collect(self) -> Iterator[Metric]:
+        """Group commit at work: writes per commit is writes / commits."""
+        writer = self._writer
+        if writer is None:
+            return
+        yield CounterMetricFamily(
+            "cmlplan_store_commits", "Transactions the metrics store writer committed (or rolled back).",
+            value=writer.batches,
+        )
+        yield CounterMetricFamily(
+            "cmlplan_store_writes", "Writes (tracked predictions and others) in those transactions.",
+            value=writer.operations,
+        )
 
     @staticmethod
     def new_id() -> str:

@@ -29,4 +29,18 @@ def response(
     )
 
 
+def head(status: int, length: int, *, content_type: bytes = JSON, close: bool = False, extra: bytes = b"") -> bytes:
+    """The status line and headers of ``response``, for a body written after them."""
+    connection = b"connection: close\r\n" if close else b""
+    return b"%scontent-type: %s\r\ncontent-length: %d\r\n%s%s\r\n" % (
+        status_line(status),
+        content_type,
+        length,
+        connection,
+        extra,
+    )
+
+
+COPY_LIMIT = 64 * 1024  # bodies up to this size are copied into one write with their head
+
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

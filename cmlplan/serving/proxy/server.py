@@ -67,6 +67,7 @@ async def _serve(routes: LiveRoutes, sock: socket.socket, cap: int, recorder: Re
     technical.flush_seconds = routes.table.technical_flush_seconds
     technical.retention_ms = int(routes.table.metrics_retention_days * 86_400_000)
     metrics.registry.register(technical)
+    metrics.registry.register(recorder)
     technical.start()
     usage = ReplicaUsage(lambda: routes.table, recorder, technical.flush_seconds, routes.table.metrics_retention_days)
     metrics.registry.register(usage)

@@ -78,6 +78,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX replica_usage_model_time ON replica_usage (model, bucket_ms)",
         ],
     ),
+    (
+        4,
+        [
+            # the part of a read_metrics entry shared by every prediction of one model, deployment and
+            # build, written once as JSON: a read splices it in front of each prediction rather than
+            # quoting three columns per row (41,667 rows: ~80 -> ~45 ms of SQLite's time)
+            """CREATE TABLE entry_heads (
+                id BIGINT PRIMARY KEY,
+                model TEXT NOT NULL,
+                deployment TEXT NOT NULL,
+                build TEXT NOT NULL,
+                head TEXT NOT NULL,
+                UNIQUE (model, deployment, build)
+            )""",
+            # NULL for rows written before this migration or whose uuid is not a canonical UUID
+            "ALTER TABLE predictions ADD COLUMN head_id BIGINT",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -306,6 +306,43 @@ def test_clients_that_hang_up_while_queued_never_reach_the_replica(serving: Any,
     live.close()
 
 
+def test_at_the_cap_with_every_connection_answering_a_new_one_gets_503_overloaded(
+    serving: Any, tmp_path: Path
+) -> None:
+    """No connection can be pushed out when each has a request running: the newcomer is told so."""
+    replica = serving.replica("logged")
+    routes = serving.write_routes(
+        tmp_path / "routes.json",
+        {KEY: serving.model_entry("model.iris/logged", [replica])},
+        busy_timeout=20.0,
+    )
+    proxy = serving.proxy(routes, fd_limit=144)  # 144 descriptors less the reserve of 128: a cap of 16
+    log = tmp_path / "calls.log"
+    first = _send_call(proxy, {"log": str(log), "tag": "first", "sleep": 2.0})
+    serving.wait_until(lambda: log.exists() and "first" in log.read_text(), timeout=5)
+    queued = [_send_call(proxy, {"log": str(log), "tag": f"q{i}", "sleep": 0.0}) for i in range(15)]
+    time.sleep(0.3)  # all 16 connections have a request running: at the replica or in its line
+    with _connect(proxy) as newcomer:
+        reply = _answer(newcomer, 5)
+        assert newcomer.recv(1) == b""  # and closed
+    assert reply.startswith(b"HTTP/1.1 503 "), reply
+    assert b"connection: close" in reply.lower()
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["errors"].keys() == {"proxy.overloaded"}
+    for sock in [first, *queued]:  # every request already in is answered, in its turn
+        answered = _answer(sock, 15)
+        assert answered.startswith(b"HTTP/1.1 200 "), answered
+        sock.close()
+    assert log.read_text().split() == ["first", *(f"q{i}" for i in range(15))]
+    _assert_serving_key(serving, proxy, {"log": str(log), "tag": "after", "sleep": 0.0})
+    metrics = serving.http("GET", proxy.url + "/metrics").raw.decode()
+    assert 'cmlplan_proxy_requests_total{code="503",model="-"} 1.0' in metrics
+
+
+def _assert_serving_key(serving: Any, proxy: Any, request: dict[str, Any]) -> None:
+    reply = serving.call_model(proxy, KEY, request, timeout=10)
+    assert reply.status == 200, reply.raw
+
+
 # ---------------------------------------------------------------- strict input
 
 
@@ -336,9 +373,9 @@ def test_two_authorization_headers_are_400(serving: Any) -> None:
 # request reader fails on one path, as a bug there would.
 FAULTY_PROXY = """
 import sys
-from cmlplan.serving.proxy import __main__ as entry, handler
+from cmlplan.serving.proxy import __main__ as entry, call, handler
 
-real_parse, real_handle = handler.parse_call, handler.Handler.handle
+real_parse, real_handle = call.parse_call, handler.Handler.handle
 
 def parse_call(body, query):
     if b"explode" in body:
@@ -350,7 +387,7 @@ def handle(self, conn, request):
         raise KeyError("injected fault")
     return real_handle(self, conn, request)
 
-handler.parse_call = parse_call
+call.parse_call = parse_call
 handler.Handler.handle = handle
 entry.main(sys.argv[1:])
 """

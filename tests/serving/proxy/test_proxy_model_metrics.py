@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from cmlplan.serving.metrics import MetricsClient, MetricsError
+from cmlplan.serving.store import PredictionRow, open_store
 
 KEY = "ak-churn-0001"
 OWNER, VIEWER, OUTSIDER = "api-owner-key", "api-viewer-key", "api-outsider-key"
@@ -173,3 +174,40 @@ def test_timestamps_are_whole_milliseconds_within_what_the_store_holds(serving, 
         refused = read(low, high)
         assert refused.status == 400, (low, high, refused.body)
         assert refused.body["errors"]["request.invalid"].startswith(f"{why} must be milliseconds since the epoch")
+
+
+def test_an_answered_prediction_is_stored_even_if_the_proxy_is_killed_right_after(serving, tmp_path, store):
+    proxy = start(serving, tmp_path, store)
+    replies = [serving.call_model(proxy, KEY, {"tenure": t}) for t in range(20)]
+    assert all(r.status == 200 and "x-cmlplan-metrics-error" not in r.raw.decode() for r in replies)
+    exported = serving.http("GET", proxy.url + "/metrics").raw.decode()
+    counts = dict(line.split() for line in exported.splitlines() if line.startswith("cmlplan_store_"))
+    assert float(counts["cmlplan_store_writes_total"]) >= 20 and float(counts["cmlplan_store_commits_total"]) >= 1
+    proxy.popen.kill()  # kill -9: nothing is flushed on the way out
+    proxy.popen.wait(timeout=10)
+    kept = open_store(store["url"])
+    stored = {u for (u,) in kept.execute("SELECT uuid FROM predictions").fetchall()}
+    kept.close()
+    assert {r.body["uuid"] for r in replies} <= stored
+
+
+def test_a_read_of_thousands_of_predictions_arrives_whole(serving, tmp_path):
+    """Megabytes of JSON: the answer is written as head and body (no copy), and arrives intact."""
+    path = tmp_path / "metrics.db"
+    seeded = open_store(f"sqlite:{path}")
+    seeded.migrate()
+    seeded.insert_predictions(
+        [
+            PredictionRow(f"u{i:05d}", "churn", "model.churn", "model.churn/deployments/1", "7", "churn-r0",
+                          1_000 + i, json.dumps({"tenure": i, "note": "x" * 200}))  # fmt: skip
+            for i in range(4000)
+        ]
+    )
+    seeded.commit()
+    seeded.close()
+    proxy = start(serving, tmp_path, {"url": f"sqlite:{path}"})
+    read = MetricsClient(proxy.url, VIEWER).read_metrics(model="model.churn", start_timestamp_ms=0)
+    entries = read["metrics"]
+    assert [e["predictionUuid"] for e in entries] == [f"u{i:05d}" for i in range(4000)]
+    assert entries[3999]["metrics"] == {"tenure": 3999, "note": "x" * 200}
+    assert serving.call_model(proxy, KEY, {"tenure": 3}).status == 200  # the connection's next answer is whole too

@@ -3,11 +3,12 @@
 import asyncio
 import json
 import sqlite3
+import uuid
 
 import pytest
 
 from cmlplan.serving.store import PredictionRow, StoreError, UnknownPrediction, WrongProject, open_store
-from cmlplan.serving.store.schema import LATEST
+from cmlplan.serving.store.schema import LATEST, MIGRATIONS
 from cmlplan.serving.store.writer import StoreWriter
 
 
@@ -68,6 +69,69 @@ def test_read_returns_the_window_in_cml_shape(store_url):
         )
         == 4
     )
+    store.close()
+
+
+def test_the_json_read_is_the_read_in_time_order_with_any_text_quoted(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    odd = 'model.q"uote\\back\nline/é'
+    rows = [row(f"u{i:03d}", (i * 7919) % 200, metrics={"i": i, "s": "ü\"x"}) for i in range(100)]  # shuffled times
+    # canonical UUIDs: their entries are spliced behind a shared head rather than formatted whole
+    rows += [row(str(uuid.UUID(int=i, version=4)), (i * 7919) % 200, metrics={"i": i}) for i in range(100, 200)]
+    rows.append(PredictionRow(str(uuid.UUID(int=7, version=4)), "churn", odd, f"{odd}/deployments/1", 'b"1', "r0",
+                              60, json.dumps({"q": "é"})))  # fmt: skip
+    rows.append(PredictionRow('u"odd', "churn", odd, f"{odd}/deployments/1", 'b"1', "r0", 50, json.dumps({})))
+    store.insert_predictions(rows)
+    store.commit()
+    for model in ("model.churn", odd):
+        for window in ((None, None), (10, 120), (500, 600)):
+            query = {"model": model, "deployment": None, "build": None, "start_ms": window[0], "end_ms": window[1]}
+            expected = store.read(**query)
+            assert json.loads(store.read_json(**query)) == {"metrics": expected}
+    times = [e["startTimeStampMs"] for e in json.loads(store.read_json(
+        model="model.churn", deployment=None, build=None, start_ms=None, end_ms=None))["metrics"]]  # fmt: skip
+    assert times == sorted(times) and len(times) == 200
+    (spliced,) = store.execute("SELECT COUNT(*) FROM predictions WHERE head_id IS NOT NULL").fetchone()
+    assert spliced == 101  # the canonical UUIDs took the fast path, the others the whole format
+    store.close()
+
+
+def test_a_store_from_before_entry_heads_upgrades_and_reads_the_same(store_url):
+    store = open_store(store_url)
+    store.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+    for version, statements in MIGRATIONS[:2]:  # the schema as the previous release left it
+        for statement in statements:
+            store.execute(statement)
+        store.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    old = str(uuid.UUID(int=5, version=4))
+    store.execute(
+        "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (old, "churn", "model.churn", "model.churn/deployments/1", "3", "r0", 5, '{"p":1}'),
+    )
+    store.commit()
+    assert store.migrate() == LATEST
+    new = str(uuid.UUID(int=6, version=4))
+    store.insert_predictions([row(new, 6)])
+    store.commit()
+    query = {"model": "model.churn", "deployment": None, "build": None, "start_ms": None, "end_ms": None}
+    assert json.loads(store.read_json(**query)) == {"metrics": store.read(**query)}
+    assert [e["predictionUuid"] for e in store.read(**query)] == [old, new]
+    store.close()
+
+
+def test_a_rolled_back_batch_takes_its_new_entry_head_with_it(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    fresh = str(uuid.UUID(int=1, version=4))
+    store.insert_predictions([row(fresh, 10, model="model.new")])  # makes the head of model.new
+    store.rollback()
+    store.insert_predictions([row(fresh, 10, model="model.new")])  # must make it again, not reuse a lost id
+    store.commit()
+    answer = json.loads(store.read_json(model="model.new", deployment=None, build=None, start_ms=None, end_ms=None))
+    assert [e["predictionUuid"] for e in answer["metrics"]] == [fresh]
+    assert answer["metrics"][0]["modelCrn"] == "model.new"
     store.close()
 
 
@@ -172,3 +236,11 @@ def test_a_store_that_fails_to_open_in_any_way_fails_start_not_hangs_it():
     writer = StoreWriter(broken)
     with pytest.raises(StoreError, match="no module named psycopg"):
         writer.start()  # it used to wait forever for a thread that had died
+
+
+def test_a_store_that_cannot_be_opened_fails_the_writers_start_with_its_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    writer = StoreWriter(lambda: open_store(f"sqlite:{blocker / 'metrics.db'}"))
+    with pytest.raises(StoreError, match="cannot open the metrics store"):
+        writer.start()
