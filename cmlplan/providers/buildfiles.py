@@ -26,7 +26,7 @@ from cmlplan.errors import CmlplanError
 from .base import Attributes, ProviderError
 from .source import FileEntry
 
-RUNTIME_PACKAGES = ("uvicorn", "uvloop", "httptools", "psutil")
+RUNTIME_PACKAGES = ("uvloop", "httptools", "psutil")
 """What the serving runtime needs in every venv or image, pinned to the versions cmlplan runs with."""
 
 _LOG_TAIL_LINES = 20

@@ -18,6 +18,9 @@ from cmlplan.state.dsn import DatabaseAddress
 from cmlplan.state.lock import LockInfo
 
 _KEY = "SELECT hashtextextended('cmlplan-state:' || %s, 0)"
+# A holder takes the advisory lock, then writes its row: a refusal in between waits this long for
+# the row, so that it can name the holder rather than say "just starting".
+NAMING_GRACE_SECONDS = 2.0
 
 
 class PgLockHeld(StateError):
@@ -59,9 +62,10 @@ class PgLock:
                     self._connection = connection
                     return self.info
                 holder = self._holder(connection)
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline and (holder is not None or now >= deadline + NAMING_GRACE_SECONDS):
                     raise PgLockHeld(holder, self.where, self.wait)
-                time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.01)))
+                time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.05)))
         except psycopg.Error as exc:
             connection.close()
             raise StateError(f"cannot lock {self.where}: {self.address.scrub(str(exc))}") from None
@@ -109,7 +113,12 @@ class PgLock:
         return True
 
     def _holder(self, connection: psycopg.Connection[tuple[object, ...]]) -> LockInfo | None:
-        row = connection.execute("SELECT info FROM cmlplan_locks WHERE workspace = %s", (self.workspace,)).fetchone()
+        """The row of the session holding the advisory lock; None before it is written (or if stale)."""
+        row = connection.execute(
+            "SELECT info FROM cmlplan_locks l WHERE workspace = %s AND EXISTS (SELECT 1 FROM pg_locks p"
+            " WHERE p.locktype = 'advisory' AND p.granted AND p.pid = l.backend_pid)",
+            (self.workspace,),
+        ).fetchone()
         return LockInfo.model_validate(row[0]) if row else None
 
 

@@ -1,6 +1,6 @@
 """The serving runtime ships alone: it never imports the control plane, and the replica runtime
 (copied into model build venvs) imports only the stdlib plus the runtime packages every build
-installs (uvicorn, uvloop, httptools, psutil).
+installs (uvloop, httptools, psutil).
 
 Relative imports are resolved against the importing module, so ``from ...values import UNKNOWN``
 inside ``cmlplan/serving/proxy/`` counts as ``cmlplan.values`` (it would break every replica).

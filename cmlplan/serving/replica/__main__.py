@@ -1,9 +1,9 @@
 """Entry point: ``python -m cmlplan.serving.replica --source DIR --file F --function FN ...``.
 
-Exit codes: 3 when the model cannot be loaded (one line on stderr says why; uvicorn also uses 3
-when it cannot bind the port); 70 when a prediction ran longer than ``--prediction-timeout`` (the
-watchdog ends the process so its supervisor starts a fresh replica). On SIGTERM, uvicorn's graceful shutdown lets an in-flight
-prediction finish (up to GRACEFUL_SHUTDOWN_SECONDS) before the process exits.
+Exit codes: 3 when the model cannot be loaded or the port cannot be bound (one line on stderr says
+why); 70 when a prediction ran longer than ``--prediction-timeout`` (the watchdog ends the process so
+its supervisor starts a fresh replica). On SIGTERM the server stops listening and lets an in-flight
+prediction finish and be answered (up to GRACEFUL_SHUTDOWN_SECONDS) before the process exits 0.
 """
 
 import argparse
@@ -11,10 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
+import uvloop
 
 from ..metrics.shim import SHIM_DIR
 from .app import ReplicaApp
+from .http import ReplicaServer
 from .limits import limit_memory
 from .loader import ModelLoadError, load_model
 from .usage import SOURCES, UsageReporter
@@ -67,20 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(LOAD_FAILURE_EXIT)
     if args.prediction_timeout > 0:
         Watchdog(worker, args.prediction_timeout).start()
-    config = uvicorn.Config(
-        ReplicaApp(predict, args.replica_id, worker, UsageReporter(args.usage_source, args.replica_id)),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        lifespan="off",
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
-    uvicorn.Server(config).run()
-
+    app = ReplicaApp(predict, args.replica_id, worker, UsageReporter(args.usage_source, args.replica_id))
+    server = ReplicaServer(app, keep_alive_seconds=KEEP_ALIVE_SECONDS, graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS)
+    try:
+        uvloop.run(server.serve(args.host, args.port))
+    except OSError as exc:
+        print(f"cmlplan replica {args.replica_id}: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(LOAD_FAILURE_EXIT)
 
 if __name__ == "__main__":
     main()

@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from queue import SimpleQueue
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], object], asyncio.AbstractEventLoop, "asyncio.Future[object]", str]
+Done = Callable[[Any, "BaseException | None"], None]
+_Job = tuple[Callable[[], object], asyncio.AbstractEventLoop, Done, str]
 
 
 class PredictionWorker:
@@ -29,34 +30,25 @@ class PredictionWorker:
         self._thread = threading.Thread(target=self._run_forever, name="cmlplan-predict", daemon=True)
         self._thread.start()
 
-    async def run(self, job: Callable[[], T], label: str = "job") -> T:
-        """Run job on the worker thread and wait for its result without blocking the loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, loop, future, label))  # type: ignore[arg-type]
-        return await future
+    def submit(self, job: Callable[[], T], label: str, done: Callable[[T | None, BaseException | None], None]) -> None:
+        """Run job on the worker thread; ``done(result, error)`` is then called on the calling loop.
+
+        A callback rather than a future: a prediction costs no task or future on the loop.
+        """
+        self._jobs.put((job, asyncio.get_running_loop(), done, label))  # type: ignore[arg-type]
 
     def _run_forever(self) -> None:
         while True:
-            job, loop, future, label = self._jobs.get()
+            job, loop, done, label = self._jobs.get()
             self.current = (label, time.monotonic())
             try:
                 result = job()
             except Exception as exc:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                loop.call_soon_threadsafe(done, None, exc)
             except BaseException as exc:  # SystemExit in a task would stop the event loop itself
-                error = RuntimeError(f"job aborted: {type(exc).__name__}: {exc}")
-                loop.call_soon_threadsafe(_settle, future, None, error)
+                loop.call_soon_threadsafe(done, None, RuntimeError(f"job aborted: {type(exc).__name__}: {exc}"))
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                loop.call_soon_threadsafe(done, result, None)
             finally:
                 self.current = None
 
-
-def _settle(future: "asyncio.Future[object]", result: object, error: BaseException | None) -> None:
-    if future.done():  # the awaiting request was cancelled (shutdown timeout)
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)

@@ -94,7 +94,7 @@ def test_build_snapshots_read_only_and_runs_in_its_venv(builder: LocalBuilder, t
     assert any("venv" in m for m in messages)
 
     # The replica's interpreter sees the build's runtime and the serving packages, and imports the model.
-    check = "import cmlplan, uvicorn, uvloop, httptools, model; print(cmlplan.__file__, model.predict({'length': 5}))"
+    check = "import cmlplan, uvloop, httptools, model; print(cmlplan.__file__, model.predict({'length': 5}))"
     env = {**os.environ, **outcome.replica_env(), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("VIRTUAL_ENV_PROMPT", None)
     out = subprocess.run(
