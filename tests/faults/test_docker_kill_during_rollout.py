@@ -67,7 +67,7 @@ def _replicas(ws: Any) -> set[str]:
 
 
 @pytest.mark.parametrize("pattern", [p for _, p in ROLLOUT_STEPS], ids=[i for i, _ in ROLLOUT_STEPS])
-def test_kill_at_each_rollout_step_then_one_apply_converges(numbers: Any, pattern: str) -> None:
+def test_on_docker_kill_at_each_rollout_step_then_one_apply_converges(numbers: Any, pattern: str) -> None:
     _kill_mid_rollout(numbers, pattern)
     numbers.apply()
     assert numbers.cli("plan", "-detailed-exitcode", check=False).returncode == 0

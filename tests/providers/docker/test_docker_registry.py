@@ -108,7 +108,7 @@ def test_the_registry_is_a_labelled_container_published_on_loopback(ws: Registry
     assert ws.cli("output", "-raw", "registry.main").stdout.strip() == ws.uri
 
 
-def test_deploy_the_alias_and_call_it_in_every_documented_shape(ws: RegistryDocker) -> None:
+def test_on_docker_deploy_the_alias_and_call_it_in_every_documented_shape(ws: RegistryDocker) -> None:
     plan = ws.cli("plan").stdout
     assert "serves registered IrisPetalWidth version 1" in plan and ws.runs[1] in plan
     assert 'requirements.mlflow-skinny = "==' in plan
@@ -180,7 +180,7 @@ def test_pinning_a_version_rolls_back_to_its_existing_image(ws: RegistryDocker) 
     assert ws.cli("plan", "-detailed-exitcode", check=False).returncode == 0
 
 
-def test_a_missing_version_fails_the_plan_in_one_line_and_touches_nothing(ws: RegistryDocker) -> None:
+def test_on_docker_a_missing_version_fails_the_plan_in_one_line_and_touches_nothing(ws: RegistryDocker) -> None:
     serving, replicas = ws.predict(), ws.replicas()
     ws.replace_in_spec("version: 1}", "version: 9}")
     try:
@@ -197,7 +197,7 @@ def test_a_missing_version_fails_the_plan_in_one_line_and_touches_nothing(ws: Re
     assert ws.predict() == pytest.approx(serving) and ws.replicas() == replicas
 
 
-def test_a_registry_that_does_not_answer_fails_the_plan_and_the_model_keeps_serving(ws: RegistryDocker) -> None:
+def test_on_docker_a_registry_that_does_not_answer_fails_the_plan_and_the_model_keeps_serving(ws: RegistryDocker) -> None:
     serving = ws.predict()
     docker("pause", ws.container)  # up, but not answering
     try:
