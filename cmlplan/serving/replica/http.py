@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cmlplan.replica")
 
 SWEEP_SECONDS = 5.0
+MAX_WAITING = 64  # pipelined requests held per connection before reading pauses
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
             429: b"Too Many Requests", 500: b"Internal Server Error", 503: b"Service Unavailable"}  # fmt: skip
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -72,6 +73,8 @@ class Connection(asyncio.Protocol):
         self.expect_continue = False
         self.waiting: deque[Request] = deque()
         self.answering = False
+        self.dispatching = False
+        self.paused = False
         self.last_active = monotonic()
 
     # asyncio.Protocol
@@ -89,9 +92,7 @@ class Connection(asyncio.Protocol):
         self.last_active = monotonic()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse()
-        except httptools.HttpParserError:
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError):
             self._refuse()
 
     # httptools callbacks
@@ -120,16 +121,29 @@ class Connection(asyncio.Protocol):
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         keep_alive = self.parser.should_keep_alive() and not self.server.stopping
         self.waiting.append(Request(self.parser.get_method(), path, body, keep_alive))
+        if len(self.waiting) >= MAX_WAITING and not self.paused and self.transport is not None:
+            self.paused = True  # a client pipelining without reading: stop reading until it catches up
+            self.transport.pause_reading()
         if not self.answering:
             self._next()
 
     # answering
 
     def _next(self) -> None:
-        while self.waiting and not self.answering and self.transport is not None:
-            request = self.waiting.popleft()
-            self.answering = True
-            self.app.handle(request.method, request.path, request.body, _Reply(self, request.keep_alive))
+        """Answer waiting requests in order; one answered at once (/healthz) loops here, not recurses."""
+        if self.dispatching:
+            return
+        self.dispatching = True
+        try:
+            while self.waiting and not self.answering and self.transport is not None:
+                request = self.waiting.popleft()
+                self.answering = True
+                self.app.handle(request.method, request.path, request.body, _Reply(self, request.keep_alive))
+        finally:
+            self.dispatching = False
+        if self.paused and len(self.waiting) < MAX_WAITING // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
 
     def answered(self, status: int, body: bytes, metrics: bytes | None, keep_alive: bool) -> None:
         self.answering = False

@@ -72,6 +72,22 @@ def test_one_connection_serves_request_after_request_and_pipelined_ones_in_order
     assert answers[5][0] == 200 and json.loads(answers[5][2])["busy"] is False
 
 
+def test_thousands_of_requests_pipelined_behind_a_prediction_are_answered_in_order(serving):
+    """Queued answers given at once (/healthz) are looped over, not recursed into, when the
+    prediction ahead of them ends: no RecursionError however deep the pipeline."""
+    replica = serving.replica("slow")
+    count = 3000
+    pipeline = _post(b'{"sleep": 0.5}') + b"GET /healthz HTTP/1.1\r\nHost: r\r\n\r\n" * count
+    with socket.create_connection(("127.0.0.1", _port(replica))) as sock:
+        sender = threading.Thread(target=sock.sendall, args=(pipeline,))
+        sender.start()
+        answers = _read_responses(sock, count + 1, timeout=30)
+        sender.join(10)
+    assert answers[0][0] == 200 and json.loads(answers[0][2])["response"]["slept"] == 0.5
+    assert [a[0] for a in answers[1:]] == [200] * count
+    assert "Traceback" not in replica.output()
+
+
 def test_expect_100_continue_and_connection_close(serving):
     replica = serving.replica("add")
     with socket.create_connection(("127.0.0.1", _port(replica))) as sock:
