@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..plan.diff import deep_copy
 from ..secrets import (
     FINGERPRINT_PREFIX,
     FingerprintKey,
@@ -195,16 +196,16 @@ def apply_upgrades(state: StateDocument, upgrades: Mapping[str, Mapping[Path_, s
         patched: dict[str, Any] | None = None
         for old in _LEGACY_LABELS.get(resource.kind, ()):
             if old in attributes:
-                patched = patched if patched is not None else _deep_copy(attributes)
+                patched = patched if patched is not None else deep_copy(attributes)
                 del patched[old]
         if resource.kind == "deployment" and _legacy_env_hashes(attributes):
-            patched = patched if patched is not None else _deep_copy(attributes)
+            patched = patched if patched is not None else deep_copy(attributes)
             for process in patched["processes"]:
                 if isinstance(process, dict) and _LEGACY_ENV_HASH.match(str(process.get("env_hash", ""))):
                     # the container keeps running; without a recorded hash its environment is not compared
                     del process["env_hash"]
         for path, fresh in (upgrades.get(address) or {}).items():
-            patched = patched if patched is not None else _deep_copy(attributes)
+            patched = patched if patched is not None else deep_copy(attributes)
             _set(patched, path, fresh)
         if patched is not None:
             state.set_resource(address, resource.model_copy(update={"attributes": patched}))
@@ -229,14 +230,6 @@ def _legacy_env_hashes(attributes: Mapping[str, Any]) -> bool:
     return isinstance(processes, list) and any(
         isinstance(p, dict) and _LEGACY_ENV_HASH.match(str(p.get("env_hash", ""))) for p in processes
     )
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
 
 
 def _set(target: dict[str, Any], path: Path_, value: str) -> None:

@@ -77,7 +77,7 @@ def without_paths(attributes: dict[str, Any] | None, prefixes: Iterable[str]) ->
     prefixes = list(prefixes)
     if not prefixes:
         return attributes
-    result = _deep_copy(attributes)
+    result = deep_copy(attributes)
     for prefix in prefixes:
         parts = prefix.split(".")
         node: Any = result
@@ -90,9 +90,10 @@ def without_paths(attributes: dict[str, Any] | None, prefixes: Iterable[str]) ->
     return result
 
 
-def _deep_copy(value: Any) -> Any:
+def deep_copy(value: Any) -> Any:
+    """A copy of JSON-shaped attributes (dicts and lists copied, leaves shared): cheaper than copy.deepcopy."""
     if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value

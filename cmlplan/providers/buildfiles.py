@@ -16,9 +16,10 @@ import shutil
 import stat
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cmlplan
 from cmlplan.errors import CmlplanError
@@ -42,6 +43,20 @@ class BuildInputs:
     source_dir: Path
     manifest: dict[str, FileEntry]
     requirements_text: str
+
+    def request_fields(self, planned: Attributes, progress: Callable[[str], None]) -> dict[str, Any]:
+        """The fields every provider's build request shares (local BuildRequest, ImageRequest)."""
+        return {
+            "model_key": self.model_key,
+            "number": self.number,
+            "build_hash": str(planned["hash"]),
+            "source_dir": self.source_dir,
+            "manifest": self.manifest,
+            "python": str(planned["python"]),
+            "requirements_text": self.requirements_text,
+            "build_script": planned.get("build_script"),
+            "progress": progress,
+        }
 
 
 def build_inputs(spec_dir: Path, planned: Attributes) -> BuildInputs:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +33,11 @@ from typing import Any
 import docker.errors
 
 from ...registry.client import health_problem
-from ...registry.server import server_uri, sqlalchemy_dsn, start_timeout, store_path
+from ...registry.server import server_uri, sqlalchemy_dsn, store_path
 from ...values import UNKNOWN
 from ..base import ApplyRequest, ApplyResult, Attributes, PlanRequest, PlanResult, ProviderError
 from ..images import mlflow_tag
+from ..registry_server import wait_until_serving
 from . import containers as ct
 from .runtime import DockerRuntime
 
@@ -195,21 +195,7 @@ class MlflowContainers:
         return ApplyResult(attributes={**planned, "image": image, "processes": processes})
 
     async def _wait(self, name: str, uri: str, request: ApplyRequest) -> None:
-        limit = start_timeout()
-        deadline = time.monotonic() + limit
-        while True:
-            problem = await asyncio.to_thread(health_problem, uri, 2.0)
-            if problem is None:
-                return
-            reason = await asyncio.to_thread(self.runtime.stop_reason, name)
-            if reason is not None:
-                raise ProviderError(f"{request.address}: mlflow server did not start: {reason}")
-            if time.monotonic() > deadline:
-                raise ProviderError(
-                    f"{request.address}: mlflow server at {uri} did not answer within {limit:g}s ({problem});"
-                    f" see docker logs {name}"
-                )
-            await asyncio.sleep(0.5)
+        await wait_until_serving(self.runtime, name, uri, request.address, f"docker logs {name}")
 
     async def _remove(self, request: ApplyRequest) -> ApplyResult:
         prior = request.prior or {}

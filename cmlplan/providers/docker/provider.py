@@ -182,17 +182,7 @@ class DockerProvider(ReplicatedProvider):
         await asyncio.to_thread(ct.check_owner, client, self.network, self.workspace, str(self.spec_dir))
         async with build_source(self.spec_dir, self.root, request.address, planned, request.progress) as inputs:
             image_request = ImageRequest(
-                workspace=self.workspace,
-                address=request.address,
-                model_key=inputs.model_key,
-                number=inputs.number,
-                build_hash=str(planned["hash"]),
-                source_dir=inputs.source_dir,
-                manifest=inputs.manifest,
-                python=str(planned["python"]),
-                requirements_text=inputs.requirements_text,
-                build_script=planned.get("build_script"),
-                progress=request.progress,
+                workspace=self.workspace, address=request.address, **inputs.request_fields(planned, request.progress)
             )
             try:
                 outcome = await asyncio.to_thread(self.runtime.builder.build, image_request)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from pathlib import Path
 
-from ...registry.client import health_problem
-from ...registry.server import server_command, server_uri, start_timeout
+from ...registry.server import server_command, server_uri
 from ...values import UNKNOWN
-from ..base import ApplyRequest, ApplyResult, Attributes, PlanRequest, PlanResult, ProviderError
+from ..base import ApplyRequest, ApplyResult, Attributes, PlanRequest, PlanResult
+from ..registry_server import wait_until_serving
 from .runtime import REGISTRY_PREFIX, SupervisorRuntime
 
 
@@ -77,21 +76,7 @@ class MlflowServers:
         return ApplyResult(attributes={**planned, "uri": uri, "processes": processes})
 
     async def _wait(self, name: str, uri: str, request: ApplyRequest) -> None:
-        limit = start_timeout()
-        deadline = time.monotonic() + limit
-        while True:
-            problem = await asyncio.to_thread(health_problem, uri, 2.0)
-            if problem is None:
-                return
-            reason = self.runtime.stop_reason(name)
-            if reason is not None:
-                raise ProviderError(f"{request.address}: mlflow server did not start: {reason}")
-            if time.monotonic() > deadline:
-                raise ProviderError(
-                    f"{request.address}: mlflow server at {uri} did not answer within {limit:g}s ({problem});"
-                    f" see {self.runtime.logs / (name + '.log')}"
-                )
-            await asyncio.sleep(0.5)
+        await wait_until_serving(self.runtime, name, uri, request.address, str(self.runtime.logs / (name + '.log')))
 
     async def _stop(self, request: ApplyRequest) -> ApplyResult:
         prior = request.prior or {}

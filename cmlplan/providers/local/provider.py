@@ -115,17 +115,7 @@ class LocalProvider(ReplicatedProvider):
         planned = request.planned
         check(request.address, "build", planned)
         async with build_source(self.spec_dir, self.root, request.address, planned, request.progress) as inputs:
-            build_request = BuildRequest(
-                model_key=inputs.model_key,
-                number=inputs.number,
-                build_hash=str(planned["hash"]),
-                source_dir=inputs.source_dir,
-                manifest=inputs.manifest,
-                python=str(planned["python"]),
-                requirements_text=inputs.requirements_text,
-                build_script=planned.get("build_script"),
-                progress=request.progress,
-            )
+            build_request = BuildRequest(**inputs.request_fields(planned, request.progress))
             try:
                 outcome = await asyncio.to_thread(self.builder.build, build_request)
             except BuildFailed as exc:

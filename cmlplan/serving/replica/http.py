@@ -14,7 +14,6 @@ import asyncio
 import logging
 import signal
 from collections import deque
-from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -31,8 +30,6 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
             429: b"Too Many Requests", 500: b"Internal Server Error", 503: b"Service Unavailable"}  # fmt: skip
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_REQUEST = b'{"success": false, "errors": {"request.invalid": "not a valid HTTP/1.1 request"}}'
-
-Answer = Callable[[int, bytes, "bytes | None"], None]
 
 
 def response(status: int, body: bytes, metrics: bytes | None, keep_alive: bool) -> bytes:
