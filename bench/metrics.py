@@ -7,7 +7,9 @@
    of ``--duration`` s so a shared machine does not favour one; the 2xx throughputs are compared,
    with the CPU per request of the proxy (its store writer thread included) and of the replicas,
    and the fdatasync latency of the store's disk before and after: a durable group commit waits at
-   least that long, which bounds throughput at low concurrency.
+   least that long, which bounds throughput at low concurrency. ``--prefill N`` writes N older
+   predictions (random UUIDs, as stores from before time-ordered ids hold) to the store first: the
+   cost of a row in a store that has been in use, not an empty one.
 2. Reads. ``--predictions`` rows (1,000,000 by default, with the metrics examples/churn tracks:
    its three inputs and score, ground truth on a quarter) spread evenly over 24 hours are written
    to a fresh SQLite store; then a one-hour window (~41,700 predictions, ~11 MB of JSON) is read
@@ -19,6 +21,7 @@ Numbers are printed side by side; nothing here asserts on time.
 
     .venv/bin/python bench/metrics.py
     .venv/bin/python bench/metrics.py --duration 3 --rounds 2 --predictions 200000
+    .venv/bin/python bench/metrics.py --skip-reads --prefill 1000000
 """
 
 from __future__ import annotations
@@ -151,6 +154,8 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         members = {name: [replica(work, name, i, procs) for i in range(2)] for name in ("plain", "tracked")}
         replica_pids = {name: tuple(procs[i].pid for i in range(k * 2, k * 2 + 2)) for k, name in enumerate(members)}
         store = work / "tracking.db"
+        if args.prefill and not args.no_store:
+            fill(store, args.prefill, int(time.time() * 1000) - 2 * 86_400_000, 86_400_000)
         port = free_port()
         table = routes(work, members, None if args.no_store else store)
         proxy = start(["-m", "cmlplan.serving.proxy", "--routes", str(table),
@@ -176,9 +181,11 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
                     samples.setdefault((name, concurrency), []).append(point)
         flush_after = flush_latency_ms(work)
         merged = {key: merge(points) for key, points in samples.items()}
-        stored = 0 if args.no_store else open_store(f"sqlite:{store}").execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        stored = 0 if args.no_store else open_store(f"sqlite:{store}").execute(
+            "SELECT (SELECT COUNT(*) FROM predictions) + (SELECT COUNT(*) FROM inbox)").fetchone()[0]
         answered = sum(p.ok for (name, _c), p in merged.items() if name == "tracked")
-        print(f"throughput, {args.rounds} x {args.duration:g}s per point, taken in turns, load generator {generator.tool};"
+        print(f"throughput, {args.rounds} x {args.duration:g}s per point, taken in turns, load generator {generator.tool},"
+              f" {args.prefill} predictions in the store before;"
               f" fdatasync of the store's disk: median {flush_before:.2f} ms before, {flush_after:.2f} ms after")  # fmt: skip
         print(f"  {'':8s} {'conc':>5s} {'2xx req/s':>10s} {'non-2xx':>8s} {'errors':>7s} {'p50 ms':>8s}"
               f" {'proxy us/req':>13s} {'replicas us/req':>16s}")  # fmt: skip
@@ -187,7 +194,7 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
                 p = merged[(name, concurrency)]
                 print(f"  {name:8s} {concurrency:5d} {p.rps:10.0f} {p.non2xx:8d} {p.errors:7d} {p.p50_ms:8.2f} "
                       f"{p.proxy_cpu_us or 0:13.0f} {p.replica_cpu_us or 0:16.0f}")  # fmt: skip
-        print(f"  tracked predictions stored: {stored} (of {answered} answered)")
+        print(f"  tracked predictions stored: {stored - args.prefill} (of {answered} answered)")
         for concurrency in levels:
             plain, tracked = merged[("plain", concurrency)], merged[("tracked", concurrency)]
             extra = (tracked.proxy_cpu_us or 0) - (plain.proxy_cpu_us or 0)
@@ -218,25 +225,31 @@ def realistic_row(i: int, ts_ms: int, rng: random.Random) -> PredictionRow:
                          json.dumps(metrics, separators=(",", ":")))  # fmt: skip
 
 
-def reads(work: Path, args: argparse.Namespace) -> None:
-    path = work / "million.db"
+def fill(path: Path, count: int, t0: int, day_ms: int) -> None:
+    """count predictions as examples/churn stores them, spread over the day after t0 (UUIDv4: rows
+    written before prediction ids were time-ordered, the worst case for the uuid index)."""
     store = open_store(f"sqlite:{path}")
     store.migrate()
-    day_ms = 24 * 3600 * 1000
-    t0 = int(time.time() * 1000) - day_ms
-    step = day_ms / args.predictions
+    step = day_ms / max(1, count)
     rng = random.Random(7)
-    began = time.monotonic()
     batch = []
-    for i in range(args.predictions):
+    for i in range(count):
         batch.append(realistic_row(i, t0 + int(i * step), rng))
-        if len(batch) == 50_000:
+        if len(batch) == 50_000 or i == count - 1:
             store.insert_predictions(batch)
+            store.move_inbox()  # as the writer does, in smaller batches
             store.commit()
             batch = []
-    if batch:
-        store.insert_predictions(batch)
-        store.commit()
+    store.close()
+
+
+def reads(work: Path, args: argparse.Namespace) -> None:
+    path = work / "million.db"
+    day_ms = 24 * 3600 * 1000
+    t0 = int(time.time() * 1000) - day_ms
+    began = time.monotonic()
+    fill(path, args.predictions, t0, day_ms)
+    store = open_store(f"sqlite:{path}")
     size_mb = path.stat().st_size / 1e6
     print(f"\nreads: {args.predictions} predictions over 24h (churn's metrics: 4-5 keys) written in"
           f" {time.monotonic() - began:.1f}s, {size_mb:.0f} MB")  # fmt: skip
@@ -313,6 +326,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", default="8,64", help="comma-separated levels (default 8,64)")
     parser.add_argument("--predictions", type=int, default=1_000_000)
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="predictions already in the store when the throughput load starts (e.g. 1000000)")
     parser.add_argument("--reads", type=int, default=5)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-reads", action="store_true")

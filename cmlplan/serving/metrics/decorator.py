@@ -7,10 +7,10 @@ The UUID is the prediction's own, so a client can later send ground truth for it
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Callable
 from typing import Any
 
+from .ids import new_prediction_id
 from .tracking import current
 
 
@@ -22,7 +22,7 @@ def model_metrics(function: Callable[..., Any]) -> Callable[..., Any]:
             prediction.recorded = True
             prediction_uuid = prediction.uuid
         else:  # called outside a replica (a notebook, a unit test): nothing is stored
-            prediction_uuid = str(uuid.uuid4())
+            prediction_uuid = new_prediction_id()
         return {"uuid": prediction_uuid, "prediction": function(*args, **kwargs)}
 
     return wrapper

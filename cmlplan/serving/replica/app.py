@@ -6,9 +6,9 @@ queue), so the proxy can try another replica instead of waiting behind this one.
 """
 
 import json
-import uuid
 from collections.abc import Callable
 
+from ..metrics.ids import new_prediction_id
 from .loader import ModelFunction
 from .prediction import Reply, predict_reply
 from .responses import error_body
@@ -59,7 +59,7 @@ class ReplicaApp:
 
     def _predict(self, body: bytes, answer: Answer) -> None:
         self.busy = True
-        prediction_id = str(uuid.uuid4())
+        prediction_id = new_prediction_id()
 
         def done(reply: Reply | None, error: BaseException | None) -> None:
             self.busy = False

@@ -8,9 +8,9 @@ the ``x-cmlplan-metrics`` header value (``{"uuid", "replica", "metrics"}``), for
 
 import json
 import logging
-import uuid
 
 from ..metrics import tracking
+from ..metrics.ids import new_prediction_id
 from .loader import ModelFunction
 
 log = logging.getLogger("cmlplan.replica")
@@ -25,7 +25,7 @@ def predict_reply(
 
     Metrics are kept for a failed prediction too: what the model tracked before failing is data.
     """
-    prediction_id = prediction_id or str(uuid.uuid4())
+    prediction_id = prediction_id or new_prediction_id()
     try:
         args = json.loads(raw_body)
     except ValueError as exc:

@@ -45,6 +45,7 @@ def _entry_sql(quote: str, *, percent: str = "%") -> str:
 
 BUSY_TIMEOUT_MS = 5000
 INSERT_CHUNK = 500  # rows per INSERT: 8 parameters each, far below SQLite's and PostgreSQL's limits
+_ROW_COLUMNS = "uuid, project, model, deployment, build, replica, ts_ms, metrics, head_id"
 _ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # a prediction's uuid goes into its read entry unquoted only when it cannot need escaping
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
@@ -78,6 +79,8 @@ class Store:
         self.dialect = dialect
         self._errors = errors
         self._head_ids: dict[tuple[str, str, str], int] = {}  # committed entry_heads rows (writer only)
+        self.unmoved = 0  # rows this connection put in the inbox since it last moved it (writer only)
+        self._moved_in_transaction = False
 
     @classmethod
     def sqlite(cls, path: Path) -> Store:
@@ -135,9 +138,13 @@ class Store:
             self._conn.commit()
         except self._errors as exc:
             raise StoreError(f"metrics store: {_first_line(exc)}") from None
+        self._moved_in_transaction = False
 
     def rollback(self) -> None:
         self._head_ids.clear()  # heads made in the rolled-back transaction are gone with it
+        if self._moved_in_transaction:  # the moved rows are back in the inbox: count at least one
+            self.unmoved = max(self.unmoved, 1)
+            self._moved_in_transaction = False
         with contextlib.suppress(*self._errors):  # a broken connection: the next statement says so
             self._conn.rollback()
 
@@ -163,19 +170,47 @@ class Store:
     # ------------------------------------------------------------ writes (the proxy's writer thread)
 
     def insert_predictions(self, rows: list[PredictionRow]) -> None:
-        """One statement per INSERT_CHUNK rows: the writer thread gives the GIL up once per statement
-        rather than once per row (executemany steps each row separately)."""
+        """Append rows to the inbox, one statement per INSERT_CHUNK rows (executemany would step, and
+        give the GIL up, once per row).
+
+        The inbox has no index, so the durable commit of a few rows writes one page; ``move_inbox``
+        later indexes them in bulk. Reads see both tables, so a row is readable once committed.
+        """
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             values: list[Any] = []
             for r in chunk:
                 head = self._head_id(r.model, r.deployment, r.build) if _CANONICAL_UUID.match(r.uuid) else None
                 values += (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics, head)
+            self.execute(f"INSERT INTO inbox ({_ROW_COLUMNS}) VALUES {', '.join([_ROW_PLACEHOLDERS] * len(chunk))}", values)
+            self.unmoved += len(chunk)
+
+    def inboxed(self) -> int:
+        """How many rows wait in the inbox."""
+        (count,) = self.execute("SELECT COUNT(*) FROM inbox").fetchone()
+        self.rollback()
+        return int(count)
+
+    def move_inbox(self) -> None:
+        """Move every inboxed row into predictions (a uuid already there keeps its first row), in the
+        caller's transaction.
+
+        On PostgreSQL several proxies may share the inbox, so the rows moved are exactly the rows
+        deleted; on SQLite the INSERT takes the database's write lock, so none can slip in between.
+        """
+        if self.dialect == "postgres":
             self.execute(
-                "INSERT INTO predictions (uuid, project, model, deployment, build, replica, ts_ms, metrics, "
-                f"head_id) VALUES {', '.join([_ROW_PLACEHOLDERS] * len(chunk))} ON CONFLICT (uuid) DO NOTHING",
-                values,
+                f"WITH moved AS (DELETE FROM inbox RETURNING {_ROW_COLUMNS}) INSERT INTO predictions "
+                f"({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM moved ON CONFLICT (uuid) DO NOTHING"
             )
+        else:
+            self.execute(
+                f"INSERT INTO predictions ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM inbox WHERE true "
+                "ON CONFLICT (uuid) DO NOTHING"
+            )
+            self.execute("DELETE FROM inbox")
+        self.unmoved = 0
+        self._moved_in_transaction = True
 
     def _head_id(self, model: str, deployment: str, build: str) -> int:
         """The entry_heads row of this model, deployment and build, made on first use (single writer)."""
@@ -202,6 +237,7 @@ class Store:
 
     def add_delayed(self, prediction_uuid: str, metrics: dict[str, Any], writable: frozenset[str]) -> str:
         """Merge metrics into a stored prediction; returns its project. Raises Unknown/WrongProject."""
+        self.move_inbox()  # the prediction may still be in the inbox (of this proxy or another)
         row = self.execute(
             "SELECT project, metrics FROM predictions WHERE uuid = ?", (prediction_uuid,)
         ).fetchone()
@@ -316,17 +352,17 @@ class Store:
         text is JSON the proxy encoded before writing it.
         """
         filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
+        rows = _window(filters)
         if self.dialect == "sqlite":
             entries = (
-                f"SELECT CAST(group_concat({_entry_sql('json_quote({})')}, ',') AS BLOB) FROM (SELECT * "
-                f"FROM predictions WHERE {filters} AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms)"
+                f"SELECT CAST(group_concat({_entry_sql('json_quote({})')}, ',') AS BLOB) FROM ({rows} ORDER BY ts_ms)"
             )  # an aggregate over an ordered subquery keeps its order; as bytes: no decoding 10 MB
         else:
             entries = (
                 f"SELECT string_agg({_entry_sql('to_json({})::text', percent='%%')}, ',' ORDER BY ts_ms) "
-                f"FROM predictions WHERE {filters} AND ts_ms >= ? AND ts_ms <= ?"
+                f"FROM ({rows}) AS window_rows"
             )
-        (predictions,) = self.execute(entries, (*params, low, high)).fetchone()
+        (predictions,) = self.execute(entries, (*params, low, high) * 2).fetchone()
         parts = [predictions if isinstance(predictions, bytes) else predictions.encode()] if predictions else []
         for m, d, b, s0, s1, metrics in self._aggregates(filters, params, low, high):
             parts.append((json.dumps(_entry(m, d, b, None, s0, s1, "{}"))[:-3] + metrics + "}").encode())
@@ -344,9 +380,9 @@ class Store:
         """Predictions stamped inside [start_ms, end_ms] in time order, then the aggregates overlapping it."""
         filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
         predictions = self.execute(
-            "SELECT uuid, model, deployment, build, ts_ms, metrics FROM predictions "
-            f"WHERE {filters} AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms",
-            (*params, low, high),
+            f"SELECT uuid, model, deployment, build, ts_ms, metrics FROM ({_window(filters)}) AS window_rows "
+            "ORDER BY ts_ms",
+            (*params, low, high) * 2,
         ).fetchall()
         result = [_entry(m, d, b, u, t, t, s) for u, m, d, b, t, s in predictions]
         result.extend(_entry(m, d, b, None, s0, s1, s) for m, d, b, s0, s1, s in self._aggregates(filters, params, low, high))
@@ -371,6 +407,13 @@ def _filters(
     low = 0 if start_ms is None else start_ms
     high = 2**62 if end_ms is None else end_ms
     return (" AND ".join(where) if where else "1 = 1"), params, low, high
+
+
+def _window(filters: str) -> str:
+    """The predictions inside [low, high] that filters select, indexed or still in the inbox; its
+    parameters are the filters' and the bounds, twice."""
+    where = f"WHERE {filters} AND ts_ms >= ? AND ts_ms <= ?"
+    return f"SELECT {_ROW_COLUMNS} FROM predictions {where} UNION ALL SELECT {_ROW_COLUMNS} FROM inbox {where}"
 
 
 def _entry(

@@ -96,6 +96,25 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE predictions ADD COLUMN head_id BIGINT",
         ],
     ),
+    (
+        5,
+        [
+            # where the hot path writes a prediction: one append-only table with no index, so a
+            # durable commit touches one page rather than a page of each of predictions' four
+            # B-trees; the writer moves rows into predictions in batches, and reads take both
+            """CREATE TABLE inbox (
+                uuid TEXT NOT NULL,
+                project TEXT NOT NULL,
+                model TEXT NOT NULL,
+                deployment TEXT NOT NULL,
+                build TEXT NOT NULL,
+                replica TEXT NOT NULL,
+                ts_ms BIGINT NOT NULL,
+                metrics TEXT NOT NULL,
+                head_id BIGINT
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -6,6 +6,11 @@ transaction and commits once, so N concurrent predictions cost one fsync, and ha
 back to the loop in one ``call_soon_threadsafe``: the event loop never waits on the disk. A refused operation (unknown UUID, other project) fails alone;
 a database error (full, read-only, connection lost) rolls the batch back and fails every
 operation in it with StoreError: nothing half-written, nothing already stored touched.
+
+Predictions land in the store's inbox (no index: a commit writes one page); once MOVE_ROWS have
+gathered, or MOVE_AFTER_SECONDS after the first of them, the thread moves them into the indexed
+table in one statement, between batches. A failed move leaves them in the inbox, where reads
+still find them, for the next try.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ MAX_BATCH = 1024
 # batch, so that it holds several writes rather than one or two (2.2 -> ~4 at 8 clients, 2.8 ->
 # ~6 at 64 in bench/metrics.py); a lone caller (last batch of one) never waits.
 COMMIT_DELAY_SECONDS = 0.0003
+MOVE_ROWS = 2048  # ~5 ms of indexing in one transaction, paid once per this many predictions
+MOVE_AFTER_SECONDS = 2.0
 Operation = Callable[[Store], Any]
 _REFUSALS = (UnknownPrediction, WrongProject, ValueError)
 Settled = Callable[[Any, "BaseException | None"], None]  # (result, error), called on the loop
@@ -48,6 +55,8 @@ class StoreWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         self.operations = 0
+        self.moves = 0
+        self._unmoved_since = 0.0  # when the oldest row not yet moved was committed
 
     def start(self) -> None:
         self._thread.start()
@@ -79,6 +88,7 @@ class StoreWriter:
         try:
             store = self._open()
             store.migrate()
+            store.unmoved = store.inboxed()  # what an earlier proxy left there is moved with the next
         except Exception as exc:  # whatever it is, ``start`` must not wait forever for this thread
             self._startup_error = exc if isinstance(exc, StoreError) else StoreError(f"metrics store: {exc!r}")
             self._ready.set()
@@ -87,8 +97,13 @@ class StoreWriter:
         last = 0
         try:
             while True:
-                first = self._queue.get()
+                try:
+                    first = self._queue.get(timeout=MOVE_AFTER_SECONDS if store.unmoved else None)
+                except Empty:  # quiet: index what waits in the inbox
+                    self._move(store)
+                    continue
                 if first is None:
+                    self._move(store)
                     return
                 batch = [first]
                 stopping = False
@@ -106,12 +121,33 @@ class StoreWriter:
                 last = len(batch)
                 self._write(store, batch)
                 if stopping:
+                    self._move(store)
                     return
+                if store.unmoved >= MOVE_ROWS or (
+                    store.unmoved and time.monotonic() - self._unmoved_since >= MOVE_AFTER_SECONDS
+                ):
+                    self._move(store)
         finally:
             store.close()
 
+    def _move(self, store: Store) -> None:
+        """Index the inbox's rows; on failure they stay there (still read) for the next try."""
+        if not store.unmoved:
+            return
+        try:
+            store.move_inbox()
+            store.commit()
+        except StoreError as exc:
+            store.rollback()
+            log.error("metrics store: could not index %d inboxed predictions (kept, retried later): %s",
+                      store.unmoved, exc)  # fmt: skip
+            self._unmoved_since = time.monotonic()
+            return
+        self.moves += 1
+
     def _write(self, store: Store, batch: list[_Item]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
+        unmoved_before = store.unmoved
         try:
             rows = [item[0] for item in batch if isinstance(item[0], PredictionRow)]
             if rows:  # one executemany for the batch's predictions, before what may refer to them
@@ -125,6 +161,8 @@ class StoreWriter:
                 except _REFUSALS as exc:
                     results.append((None, exc))
             store.commit()
+            if unmoved_before == 0 and store.unmoved:
+                self._unmoved_since = time.monotonic()
         except StoreError as exc:
             store.rollback()
             log.error("metrics store: %d writes refused: %s", len(batch), exc)

@@ -186,7 +186,7 @@ def test_an_answered_prediction_is_stored_even_if_the_proxy_is_killed_right_afte
     proxy.popen.kill()  # kill -9: nothing is flushed on the way out
     proxy.popen.wait(timeout=10)
     kept = open_store(store["url"])
-    stored = {u for (u,) in kept.execute("SELECT uuid FROM predictions").fetchall()}
+    stored = {u for (u,) in kept.execute("SELECT uuid FROM predictions UNION ALL SELECT uuid FROM inbox").fetchall()}
     kept.close()
     assert {r.body["uuid"] for r in replies} <= stored
 

@@ -1,7 +1,8 @@
 """A store that stops taking writes stalls only the predictions waiting to be stored, never the
-proxy's event loop: while PostgreSQL holds the predictions table locked, a tracked prediction waits
-(it is durable before it is answered) and every other request is answered; once the lock goes,
-the tracked one is answered and stored. Ordering, not timing, is asserted."""
+proxy's event loop: while PostgreSQL holds the inbox (where tracked predictions are written)
+locked, a tracked prediction waits (it is durable before it is answered) and every other request
+is answered; once the lock goes, the tracked one is answered and stored. Ordering, not timing,
+is asserted."""
 
 import json
 import threading
@@ -47,7 +48,7 @@ def test_a_locked_store_stalls_only_the_prediction_being_stored(serving, tmp_pat
     assert serving.call_model(proxy, TRACKED, {"x": 1}).status == 200  # the schema exists, one row stored
 
     lock = psycopg.connect(postgres_dsn)
-    lock.execute("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE")  # held until rollback
+    lock.execute("LOCK TABLE inbox IN ACCESS EXCLUSIVE MODE")  # held until rollback
     answered = threading.Event()
     result = {}
 
@@ -60,10 +61,10 @@ def test_a_locked_store_stalls_only_the_prediction_being_stored(serving, tmp_pat
         waiting.start()
         serving.wait_until(
             lambda: lock.execute(
-                "SELECT count(*) FROM pg_locks WHERE relation = 'predictions'::regclass AND NOT granted"
+                "SELECT count(*) FROM pg_locks WHERE relation = 'inbox'::regclass AND NOT granted"
             ).fetchone()[0] > 0,
             timeout=20,
-        )  # the proxy's writer is now blocked on the lock
+        )  # the proxy's ingest process is now blocked on the lock
         for i in range(20):  # the event loop is free: other requests are answered meanwhile
             assert serving.call_model(proxy, PLAIN, {"a": i, "b": 1}).body["response"] == i + 1
         assert serving.http("GET", proxy.url + "/healthz").status == 200

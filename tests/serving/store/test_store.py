@@ -82,7 +82,10 @@ def test_the_json_read_is_the_read_in_time_order_with_any_text_quoted(store_url)
     rows.append(PredictionRow(str(uuid.UUID(int=7, version=4)), "churn", odd, f"{odd}/deployments/1", 'b"1', "r0",
                               60, json.dumps({"q": "é"})))  # fmt: skip
     rows.append(PredictionRow('u"odd', "churn", odd, f"{odd}/deployments/1", 'b"1', "r0", 50, json.dumps({})))
-    store.insert_predictions(rows)
+    store.insert_predictions(rows[:150])
+    store.commit()
+    store.move_inbox()  # some indexed, the rest still in the inbox: a read takes both
+    store.insert_predictions(rows[150:])
     store.commit()
     for model in ("model.churn", odd):
         for window in ((None, None), (10, 120), (500, 600)):
@@ -92,6 +95,8 @@ def test_the_json_read_is_the_read_in_time_order_with_any_text_quoted(store_url)
     times = [e["startTimeStampMs"] for e in json.loads(store.read_json(
         model="model.churn", deployment=None, build=None, start_ms=None, end_ms=None))["metrics"]]  # fmt: skip
     assert times == sorted(times) and len(times) == 200
+    store.move_inbox()
+    store.commit()
     (spliced,) = store.execute("SELECT COUNT(*) FROM predictions WHERE head_id IS NOT NULL").fetchone()
     assert spliced == 101  # the canonical UUIDs took the fast path, the others the whole format
     store.close()
@@ -175,6 +180,59 @@ def test_writer_group_commits_concurrent_writes_and_fails_refusals_alone(store_u
     store.close()
 
 
+def _counts(store):
+    """(indexed, inboxed) prediction rows."""
+    return tuple(store.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ("predictions", "inbox"))
+
+
+def test_the_writer_indexes_inboxed_predictions_in_bulk_and_reads_never_miss_one(store_url, monkeypatch):
+    from cmlplan.serving.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MOVE_ROWS", 50)
+    writer = StoreWriter(lambda: open_store(store_url))
+    writer.start()
+    reader = open_store(store_url)
+    query = {"model": "model.churn", "deployment": None, "build": None, "start_ms": None, "end_ms": None}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for i in range(120):
+            done = loop.create_future()
+            writer.put(row(str(uuid.UUID(int=i + 1, version=4)), i), lambda _r, e, done=done: done.set_result(e))
+            assert await done is None
+            assert len(reader.read(**query)) == i + 1  # readable as soon as it is answered, moved or not
+            reader.rollback()
+
+    asyncio.run(main())
+    assert writer.moves == 2  # at 50 and at 100 rows, each in one statement
+    assert _counts(reader) == (100, 20)
+    reader.rollback()
+    writer.stop()  # a writer that stops indexes what is left
+    assert _counts(reader) == (120, 0)
+    reader.close()
+
+
+def test_ground_truth_finds_a_prediction_still_in_the_inbox(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    store.insert_predictions([row("a", 1000, metrics={"score": 0.7}), row("b", 1001)])
+    store.commit()
+    store.close()
+    writer = StoreWriter(lambda: open_store(store_url))
+    writer.start()
+
+    async def main():
+        return await writer.submit(lambda s: s.add_delayed("a", {"churned": True}, frozenset({"churn"})))
+
+    assert asyncio.run(main()) == "churn"
+    writer.stop()
+    store = open_store(store_url)
+    assert _counts(store) == (2, 0)  # it moved the inbox to find it
+    entries = store.read(model="model.churn", deployment=None, build=None, start_ms=None, end_ms=None)
+    assert [e["metrics"] for e in entries] == [{"score": 0.7, "churned": True}, {"p": 1}]
+    store.close()
+
+
 def _refused_write_keeps_data(tmp_path, limit, match):
     """A store that refuses writes (as SQLite does when read-only or full) keeps what it holds."""
     path = tmp_path / "metrics.db"
@@ -201,8 +259,9 @@ def _refused_write_keeps_data(tmp_path, limit, match):
 
     asyncio.run(main())
     writer.stop()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT uuid FROM predictions").fetchall() == [("kept",)]
+    with sqlite3.connect(path) as conn:  # indexed or still in the inbox, where a refusing store keeps it
+        kept = conn.execute("SELECT uuid FROM predictions UNION ALL SELECT uuid FROM inbox").fetchall()
+    assert kept == [("kept",)]
 
 
 def test_a_read_only_store_refuses_writes_and_keeps_what_it_holds(tmp_path):
