@@ -142,6 +142,7 @@ class ModelCall:
                 self.model,  # type: ignore[arg-type]
                 metrics,
                 lambda extra: self._stored(status, body, extra),
+                self.model.pool.queued_per_replica(),  # type: ignore[union-attr]
             )
         except Exception:
             self._crash("while answering a prediction")

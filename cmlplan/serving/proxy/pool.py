@@ -110,6 +110,10 @@ class Pool:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    def queued_per_replica(self) -> float:
+        """Calls waiting for a replica, per replica: how long the replicas stay busy without new calls."""
+        return len(self._waiters) / max(1, len(self.replicas))
+
     def release(self, replica: Replica, cooldown: float = 0.0, *, down: bool = False) -> None:
         """Give a replica back; with cooldown it is not tried again for that many seconds."""
         if cooldown > 0:

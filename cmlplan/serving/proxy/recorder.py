@@ -28,6 +28,10 @@ from .routes import ModelRoute, RoutingTable
 log = logging.getLogger("cmlplan.proxy")
 
 ERROR_HEADER = b"x-cmlplan-metrics-error"
+# Calls waiting per replica from which a tracked prediction's commit may linger (writer.LINGER_SECONDS,
+# 1 ms): a replica answers a call in ~0.1-0.3 ms here, so 4 waiting each keep them busy meanwhile;
+# with fewer, the clients waiting on the commit are the ones the replicas would serve next.
+LINGER_QUEUE_PER_REPLICA = 4
 
 
 def store_url(table: RoutingTable, routes_path: Path) -> str | None:
@@ -84,11 +88,15 @@ class Recorder(Collector):
         if self._reader is not None:
             self._reader.close()
 
-    def track(self, route: ModelRoute, tracked: bytes, done: Callable[[bytes], None]) -> None:
+    def track(
+        self, route: ModelRoute, tracked: bytes, done: Callable[[bytes], None], queued_per_replica: float = 0.0
+    ) -> None:
         """Store what the model tracked, then ``done(header lines to add)``: empty, or the refusal.
 
         ``done`` runs on the loop once the row is committed (or refused), so the answer leaves
-        only after its metrics are durable; it may run before this returns.
+        only after its metrics are durable; it may run before this returns. With enough calls
+        waiting for the model's replicas to keep them busy meanwhile, the commit lingers for more
+        rows (LINGER_QUEUE_PER_REPLICA, writer.LINGER_SECONDS).
         """
         writer = self._writer
         if writer is None:
@@ -115,7 +123,7 @@ class Recorder(Collector):
         def settled(_result: Any, error: BaseException | None) -> None:
             done(b"" if error is None else _error_line(str(error)))
 
-        writer.put(row, settled)
+        writer.put(row, settled, queued_per_replica >= LINGER_QUEUE_PER_REPLICA)
 
     @property
     def writable(self) -> bool:

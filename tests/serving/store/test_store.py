@@ -212,6 +212,28 @@ def test_the_writer_indexes_inboxed_predictions_in_bulk_and_reads_never_miss_one
     reader.close()
 
 
+def test_a_lingering_commit_waits_for_more_rows_and_a_lone_one_does_not(tmp_path, monkeypatch):
+    from cmlplan.serving.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "LINGER_SECONDS", 1.0)  # generous, so timing cannot decide
+    writer = StoreWriter(lambda: open_store(f"sqlite:{tmp_path / 'metrics.db'}"))
+    writer.start()
+
+    async def two(linger):
+        loop = asyncio.get_running_loop()
+        done = [loop.create_future(), loop.create_future()]
+        before = writer.batches
+        writer.put(row(f"a{linger}", 1), lambda _r, e: done[0].set_result(e), linger)
+        await asyncio.sleep(0.3)
+        writer.put(row(f"b{linger}", 2), lambda _r, e: done[1].set_result(e), linger)
+        assert await asyncio.gather(*done) == [None, None]
+        return writer.batches - before
+
+    assert asyncio.run(two(True)) == 1  # the second row joined the first one's commit
+    assert asyncio.run(two(False)) == 2  # nothing waits for a row that lingers for nobody
+    writer.stop()
+
+
 def test_ground_truth_finds_a_prediction_still_in_the_inbox(store_url):
     store = open_store(store_url)
     store.migrate()
