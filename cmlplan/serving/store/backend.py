@@ -352,18 +352,21 @@ class Store:
         text is JSON the proxy encoded before writing it.
         """
         filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
-        rows = _window(filters)
-        if self.dialect == "sqlite":
-            entries = (
-                f"SELECT CAST(group_concat({_entry_sql('json_quote({})')}, ',') AS BLOB) FROM ({rows} ORDER BY ts_ms)"
-            )  # an aggregate over an ordered subquery keeps its order; as bytes: no decoding 10 MB
-        else:
-            entries = (
-                f"SELECT string_agg({_entry_sql('to_json({})::text', percent='%%')}, ',' ORDER BY ts_ms) "
-                f"FROM ({rows}) AS window_rows"
-            )
-        (predictions,) = self.execute(entries, (*params, low, high) * 2).fetchone()
-        parts = [predictions if isinstance(predictions, bytes) else predictions.encode()] if predictions else []
+        parts = []
+        for rows, rows_params in self._window(filters, (*params, low, high)):
+            if self.dialect == "sqlite":
+                entries = (
+                    f"SELECT CAST(group_concat({_entry_sql('json_quote({})')}, ',') AS BLOB) "
+                    f"FROM ({rows} ORDER BY ts_ms)"
+                )  # an aggregate over an ordered subquery keeps its order; as bytes: no decoding 10 MB
+            else:
+                entries = (
+                    f"SELECT string_agg({_entry_sql('to_json({})::text', percent='%%')}, ',' ORDER BY ts_ms) "
+                    f"FROM ({rows}) AS window_rows"
+                )
+            (predictions,) = self.execute(entries, rows_params).fetchone()
+            if predictions:
+                parts.append(predictions if isinstance(predictions, bytes) else predictions.encode())
         for m, d, b, s0, s1, metrics in self._aggregates(filters, params, low, high):
             parts.append((json.dumps(_entry(m, d, b, None, s0, s1, "{}"))[:-3] + metrics + "}").encode())
         return b"".join((b'{"metrics":[', b",".join(parts), b"]}"))  # one copy of the 10 MB
@@ -379,14 +382,41 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Predictions stamped inside [start_ms, end_ms] in time order, then the aggregates overlapping it."""
         filters, params, low, high = _filters(model, deployment, build, start_ms, end_ms)
-        predictions = self.execute(
-            f"SELECT uuid, model, deployment, build, ts_ms, metrics FROM ({_window(filters)}) AS window_rows "
-            "ORDER BY ts_ms",
-            (*params, low, high) * 2,
-        ).fetchall()
-        result = [_entry(m, d, b, u, t, t, s) for u, m, d, b, t, s in predictions]
+        result = []
+        for rows, rows_params in self._window(filters, (*params, low, high)):
+            predictions = self.execute(
+                f"SELECT uuid, model, deployment, build, ts_ms, metrics FROM ({rows}) AS window_rows ORDER BY ts_ms",
+                rows_params,
+            ).fetchall()
+            result += [_entry(m, d, b, u, t, t, s) for u, m, d, b, t, s in predictions]
         result.extend(_entry(m, d, b, None, s0, s1, s) for m, d, b, s0, s1, s in self._aggregates(filters, params, low, high))
         return result
+
+    def _window(self, filters: str, params: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
+        """The predictions in the window that filters select, as queries whose answers, one after
+        the other, are in time order: on SQLite the indexed rows, then the inbox's when they all
+        come later (the usual case: the inbox holds the newest), else one query over both (a merge
+        costs SQLite ~25 ms more on a 41,667-row hour than the indexed rows read alone). The
+        queries share one read transaction, so a move committed meanwhile neither hides nor
+        repeats a row. On PostgreSQL, where a transaction's statements see different commits
+        (READ COMMITTED), always the one query.
+
+        params are the filters' and the window's bounds.
+        """
+        where = f"WHERE {filters} AND ts_ms >= ? AND ts_ms <= ?"
+        indexed = f"SELECT {_ROW_COLUMNS} FROM predictions {where}"
+        inboxed = f"SELECT {_ROW_COLUMNS} FROM inbox {where}"
+        if self.dialect == "postgres":
+            return [(f"{indexed} UNION ALL {inboxed}", params * 2)]
+        if not self._conn.in_transaction:  # sqlite3 opens none for a SELECT: each would see its own
+            self.execute("BEGIN")
+        (first_inboxed,) = self.execute(f"SELECT MIN(ts_ms) FROM inbox {where}", params).fetchone()
+        if first_inboxed is None:
+            return [(indexed, params)]
+        (last_indexed,) = self.execute(f"SELECT MAX(ts_ms) FROM predictions {where}", params).fetchone()
+        if last_indexed is None or last_indexed < first_inboxed:
+            return [(indexed, params), (inboxed, params)]
+        return [(f"{indexed} UNION ALL {inboxed}", params * 2)]
 
     def _aggregates(self, filters: str, params: list[Any], low: int, high: int) -> list[Any]:
         return self.execute(
@@ -407,13 +437,6 @@ def _filters(
     low = 0 if start_ms is None else start_ms
     high = 2**62 if end_ms is None else end_ms
     return (" AND ".join(where) if where else "1 = 1"), params, low, high
-
-
-def _window(filters: str) -> str:
-    """The predictions inside [low, high] that filters select, indexed or still in the inbox; its
-    parameters are the filters' and the bounds, twice."""
-    where = f"WHERE {filters} AND ts_ms >= ? AND ts_ms <= ?"
-    return f"SELECT {_ROW_COLUMNS} FROM predictions {where} UNION ALL SELECT {_ROW_COLUMNS} FROM inbox {where}"
 
 
 def _entry(

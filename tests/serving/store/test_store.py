@@ -102,6 +102,69 @@ def test_the_json_read_is_the_read_in_time_order_with_any_text_quoted(store_url)
     store.close()
 
 
+def test_a_read_takes_the_inbox_after_the_indexed_rows_or_merged_with_them(store_url):
+    store = open_store(store_url)
+    store.migrate()
+    query = {"model": "model.churn", "deployment": None, "build": None, "start_ms": None, "end_ms": None}
+
+    def uuids():
+        entries = store.read(**query)
+        assert json.loads(store.read_json(**query)) == {"metrics": entries}
+        store.rollback()
+        return [e["predictionUuid"] for e in entries]
+
+    store.insert_predictions([row(f"u{i}", 100 + i) for i in range(3)])
+    store.commit()
+    assert uuids() == ["u0", "u1", "u2"]  # the inbox alone
+    store.move_inbox()
+    store.commit()
+    assert uuids() == ["u0", "u1", "u2"]  # the indexed rows alone
+    store.insert_predictions([row("u3", 200), row("u4", 150)])
+    store.commit()
+    assert uuids() == ["u0", "u1", "u2", "u4", "u3"]  # the inbox's rows all later: read after
+    store.insert_predictions([row("early", 50)])
+    store.commit()
+    assert uuids() == ["early", "u0", "u1", "u2", "u4", "u3"]  # one earlier: merged
+    store.close()
+
+
+def test_reads_during_moves_neither_miss_nor_repeat_a_row(store_url):
+    import threading
+
+    writer = open_store(store_url)
+    writer.migrate()
+    committed = [0]  # rows committed so far, each in the inbox or moved
+    stop = threading.Event()
+
+    def write():
+        i = 0
+        while not stop.is_set() and i < 3000:
+            writer.insert_predictions([row(f"u{i + k:05d}", i + k) for k in range(10)])
+            writer.commit()
+            i += 10
+            committed[0] = i
+            if i % 30 == 0:
+                writer.move_inbox()
+                writer.commit()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    reader = open_store(store_url)
+    query = {"model": "model.churn", "deployment": None, "build": None, "start_ms": None, "end_ms": None}
+    try:
+        for _ in range(150):
+            at_least = committed[0]
+            seen = [e["predictionUuid"] for e in json.loads(reader.read_json(**query))["metrics"]]
+            reader.rollback()
+            assert len(seen) == len(set(seen)) >= at_least  # nothing twice, nothing committed missing
+            assert seen == [f"u{i:05d}" for i in range(len(seen))]
+    finally:
+        stop.set()
+        thread.join()
+        reader.close()
+        writer.close()
+
+
 def test_a_store_from_before_entry_heads_upgrades_and_reads_the_same(store_url):
     store = open_store(store_url)
     store.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
