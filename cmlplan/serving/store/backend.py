@@ -79,8 +79,6 @@ class Store:
         self.dialect = dialect
         self._errors = errors
         self._head_ids: dict[tuple[str, str, str], int] = {}  # committed entry_heads rows (writer only)
-        self.unmoved = 0  # rows this connection put in the inbox since it last moved it (writer only)
-        self._moved_in_transaction = False
 
     @classmethod
     def sqlite(cls, path: Path) -> Store:
@@ -138,13 +136,9 @@ class Store:
             self._conn.commit()
         except self._errors as exc:
             raise StoreError(f"metrics store: {_first_line(exc)}") from None
-        self._moved_in_transaction = False
 
     def rollback(self) -> None:
         self._head_ids.clear()  # heads made in the rolled-back transaction are gone with it
-        if self._moved_in_transaction:  # the moved rows are back in the inbox: count at least one
-            self.unmoved = max(self.unmoved, 1)
-            self._moved_in_transaction = False
         with contextlib.suppress(*self._errors):  # a broken connection: the next statement says so
             self._conn.rollback()
 
@@ -183,7 +177,6 @@ class Store:
                 head = self._head_id(r.model, r.deployment, r.build) if _CANONICAL_UUID.match(r.uuid) else None
                 values += (r.uuid, r.project, r.model, r.deployment, r.build, r.replica, r.ts_ms, r.metrics, head)
             self.execute(f"INSERT INTO inbox ({_ROW_COLUMNS}) VALUES {', '.join([_ROW_PLACEHOLDERS] * len(chunk))}", values)
-            self.unmoved += len(chunk)
 
     def inboxed(self) -> int:
         """How many rows wait in the inbox."""
@@ -209,8 +202,6 @@ class Store:
                 "ON CONFLICT (uuid) DO NOTHING"
             )
             self.execute("DELETE FROM inbox")
-        self.unmoved = 0
-        self._moved_in_transaction = True
 
     def _head_id(self, model: str, deployment: str, build: str) -> int:
         """The entry_heads row of this model, deployment and build, made on first use (single writer)."""

@@ -62,7 +62,8 @@ class StoreWriter:
         self.batches = 0
         self.operations = 0
         self.moves = 0
-        self._unmoved_since = 0.0  # when the oldest row not yet moved was committed
+        self._unmoved = 0  # predictions in the inbox, as far as this writer knows (it is their only writer)
+        self._unmoved_since = 0.0  # when the oldest of them was committed
 
     def start(self) -> None:
         self._thread.start()
@@ -95,7 +96,7 @@ class StoreWriter:
         try:
             store = self._open()
             store.migrate()
-            store.unmoved = store.inboxed()  # what an earlier proxy left there is moved with the next
+            self._unmoved = store.inboxed()  # what an earlier proxy left there is moved with the next
         except Exception as exc:  # whatever it is, ``start`` must not wait forever for this thread
             self._startup_error = exc if isinstance(exc, StoreError) else StoreError(f"metrics store: {exc!r}")
             self._ready.set()
@@ -105,7 +106,7 @@ class StoreWriter:
         try:
             while True:
                 try:
-                    first = self._queue.get(timeout=MOVE_AFTER_SECONDS if store.unmoved else None)
+                    first = self._queue.get(timeout=MOVE_AFTER_SECONDS if self._unmoved else None)
                 except Empty:  # quiet: index what waits in the inbox
                     self._move(store)
                     continue
@@ -124,8 +125,8 @@ class StoreWriter:
                 if stopping:
                     self._move(store)
                     return
-                if store.unmoved >= MOVE_ROWS or (
-                    store.unmoved and time.monotonic() - self._unmoved_since >= MOVE_AFTER_SECONDS
+                if self._unmoved >= MOVE_ROWS or (
+                    self._unmoved and time.monotonic() - self._unmoved_since >= MOVE_AFTER_SECONDS
                 ):
                     self._move(store)
         finally:
@@ -145,7 +146,7 @@ class StoreWriter:
 
     def _move(self, store: Store) -> None:
         """Index the inbox's rows; on failure they stay there (still read) for the next try."""
-        if not store.unmoved:
+        if not self._unmoved:
             return
         try:
             store.move_inbox()
@@ -153,14 +154,14 @@ class StoreWriter:
         except StoreError as exc:
             store.rollback()
             log.error("metrics store: could not index %d inboxed predictions (kept, retried later): %s",
-                      store.unmoved, exc)  # fmt: skip
+                      self._unmoved, exc)  # fmt: skip
             self._unmoved_since = time.monotonic()
             return
+        self._unmoved = 0
         self.moves += 1
 
     def _write(self, store: Store, batch: list[_Item]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
-        unmoved_before = store.unmoved
         try:
             rows = [item[0] for item in batch if isinstance(item[0], PredictionRow)]
             if rows:  # one executemany for the batch's predictions, before what may refer to them
@@ -174,8 +175,10 @@ class StoreWriter:
                 except _REFUSALS as exc:
                     results.append((None, exc))
             store.commit()
-            if unmoved_before == 0 and store.unmoved:
-                self._unmoved_since = time.monotonic()
+            if rows:
+                if not self._unmoved:
+                    self._unmoved_since = time.monotonic()
+                self._unmoved += len(rows)
         except StoreError as exc:
             store.rollback()
             log.error("metrics store: %d writes refused: %s", len(batch), exc)
